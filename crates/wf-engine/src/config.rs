@@ -1,0 +1,85 @@
+//! Engine configuration: context keys, interrupt annotations, retention and timings.
+
+use std::time::Duration;
+
+use crate::RetryPolicy;
+
+/// The annotation keys of an interrupt record (semantics §5 and §8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterruptAnnotations {
+    /// Why the flow was interrupted (default `interrupt.reason`).
+    pub reason: String,
+    /// A human-readable message (default `interrupt.message`).
+    pub message: String,
+    /// The state the resource had before it was interrupted (default
+    /// `interrupt.previous.status`).
+    pub previous_status: String,
+    /// Set to anything but `F` to ask for recovery (default `interrupt.recover`).
+    pub recover: String,
+}
+
+impl Default for InterruptAnnotations {
+    fn default() -> Self {
+        InterruptAnnotations {
+            reason: "interrupt.reason".into(),
+            message: "interrupt.message".into(),
+            previous_status: "interrupt.previous.status".into(),
+            recover: "interrupt.recover".into(),
+        }
+    }
+}
+
+impl InterruptAnnotations {
+    /// The value of the recover annotation that means "not yet asked for".
+    pub const NOT_RECOVERED: &'static str = "F";
+
+    /// The four keys, in the order reason, message, previous status, recover.
+    pub fn keys(&self) -> [&str; 4] {
+        [
+            &self.reason,
+            &self.message,
+            &self.previous_status,
+            &self.recover,
+        ]
+    }
+}
+
+/// Everything about the engine that an operator may tune. `Default` gives the values of the
+/// semantics document.
+#[derive(Clone, Debug)]
+pub struct WorkflowConfig {
+    /// Context key holding the resource name (default `_resourceName`).
+    pub resource_name_key: String,
+    /// Context key holding the resource namespace (default `_resourceNameSpace`).
+    pub resource_namespace_key: String,
+    /// Annotation keys of the interrupt record.
+    pub annotations: InterruptAnnotations,
+    /// How often a running flow checks `is_cancelled()` (default 5 s). A watch can cancel at
+    /// once through [`crate::WorkflowManager::cancel`].
+    pub cancel_poll_interval: Duration,
+    /// How many finished runtimes to keep per resource (default 10); uncompleted runtimes
+    /// are never pruned.
+    pub retention: usize,
+    /// The most bytes a resource's memento store may hold (default 900 KiB), checked before
+    /// every write.
+    pub byte_budget: usize,
+    /// The requeue delay after a step reports `Waiting` without its own hint (default 5 s).
+    pub wait_interval: Duration,
+    /// The retry policy used where a flow or step does not set its own.
+    pub default_retry: RetryPolicy,
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        WorkflowConfig {
+            resource_name_key: "_resourceName".into(),
+            resource_namespace_key: "_resourceNameSpace".into(),
+            annotations: InterruptAnnotations::default(),
+            cancel_poll_interval: Duration::from_secs(5),
+            retention: 10,
+            byte_budget: 900 * 1024,
+            wait_interval: Duration::from_secs(5),
+            default_retry: RetryPolicy::default(),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Running a runtime step by step (semantics §6), persisting and hooking every transition.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::hook::HookPoint;
+use crate::{
+    AnnotationPatch, Error, FlowStatus, InterruptAnnotations, JsonMap, ResourceWorkflow,
+    RunOutcome, State, StateResource, Step, StepContext, StepError, StepOutcome, StepStatus,
+    WorkflowRuntime,
+};
+
+/// Interrupt reason: a step or the run exhausted its retries.
+pub const MANY_RETRY: &str = "MANY_RETRY";
+/// Interrupt reason: a step's class is not registered.
+pub const UNKNOWN_TASK: &str = "UNKNOWN_TASK";
+/// Interrupt reason: the resource was cancelled or deleted while a step ran.
+pub const CANCELLED: &str = "CANCELLED";
+
+/// How one try of a step ended.
+enum Attempt {
+    Done(JsonMap),
+    Waiting(Option<Duration>),
+    Interrupt { reason: String, message: String },
+    Failed(String),
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// One try: `init`, `do_step` and `output`, with panics caught, raced against cancellation
+/// and the optional timeout. On cancellation the step's future is dropped, so the step
+/// cannot keep mutating the world after the run is interrupted.
+async fn attempt(
+    mut step: Box<dyn Step>,
+    ctx: StepContext,
+    cancel: &CancellationToken,
+    timeout: Option<Duration>,
+) -> Attempt {
+    let work = AssertUnwindSafe(async {
+        step.init(&ctx).await?;
+        let outcome = step.do_step(cancel).await?;
+        Ok::<_, StepError>(match outcome {
+            StepOutcome::Done => Attempt::Done(step.output()),
+            StepOutcome::Waiting { recheck_after } => Attempt::Waiting(recheck_after),
+        })
+    })
+    .catch_unwind();
+    let bounded = async {
+        match timeout {
+            None => Ok(work.await),
+            Some(limit) => tokio::time::timeout(limit, work).await.map_err(|_| limit),
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        () = cancel.cancelled() => {
+            return Attempt::Interrupt {
+                reason: CANCELLED.into(),
+                message: "the resource was cancelled or deleted while the step ran".into(),
+            }
+        }
+        result = bounded => result,
+    };
+    match result {
+        Err(limit) => Attempt::Failed(format!("timed out after {limit:?}")),
+        Ok(Err(panic)) => Attempt::Failed(format!("step panicked: {}", panic_message(&*panic))),
+        Ok(Ok(Err(StepError::Interrupt { reason, message }))) => {
+            Attempt::Interrupt { reason, message }
+        }
+        Ok(Ok(Err(failed))) => Attempt::Failed(failed.message()),
+        Ok(Ok(Ok(done))) => done,
+    }
+}
+
+impl<R: StateResource> ResourceWorkflow<R> {
+    /// Runs `runtime` (stored as `seq`) from where it stands.
+    pub(crate) async fn execute(
+        &mut self,
+        seq: u64,
+        runtime: WorkflowRuntime,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome, Error> {
+        let span =
+            tracing::info_span!("flow", resource = %self.key, flow = %runtime.flow_name, seq);
+        self.execute_inner(seq, runtime, cancel)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_inner(
+        &mut self,
+        seq: u64,
+        mut rt: WorkflowRuntime,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome, Error> {
+        if rt.flow_status.is_finished() {
+            return Ok(RunOutcome::AlreadyFinished);
+        }
+        let inner = self.manager.inner.clone();
+        let Some(flow) = inner.catalog.get(&rt.flow_name).cloned() else {
+            tracing::warn!("the run's flow no longer exists; marking it completed");
+            rt.flow_status = FlowStatus::Completed;
+            rt.complete_time = Some(Utc::now());
+            self.caretaker.save(seq, &rt).await?;
+            return Ok(RunOutcome::Completed);
+        };
+        if matches!(rt.flow_status, FlowStatus::Failed | FlowStatus::Running) {
+            rt.retry_times += 1;
+        }
+
+        for (index, meta) in flow.steps.iter().enumerate() {
+            let Some(pos) = rt
+                .running_steps
+                .iter()
+                .position(|s| s.step_name == meta.step_name)
+            else {
+                return Err(Error::StepRecordMissing {
+                    flow: flow.name.clone(),
+                    seq,
+                    step: meta.step_name.clone(),
+                });
+            };
+            let status = rt.running_steps[pos].step_status;
+            if status == StepStatus::Completed {
+                continue;
+            }
+            if rt.running_steps[pos].retry_times >= meta.retry.max_retries {
+                let message = format!(
+                    "step `{}` was retried {} times (max {})",
+                    meta.step_name, rt.running_steps[pos].retry_times, meta.retry.max_retries
+                );
+                return self.interrupt(seq, rt, pos, MANY_RETRY, message).await;
+            }
+
+            let mut values = rt.init_context.clone();
+            for earlier in &flow.steps[..index] {
+                if let Some(record) = rt.step(&earlier.step_name) {
+                    values.extend(record.context_output.clone());
+                }
+            }
+            let ctx = StepContext::new(
+                &flow.name,
+                &meta.step_name,
+                values,
+                &inner.config.resource_name_key,
+                &inner.config.resource_namespace_key,
+            );
+
+            let Some(step) = inner.registry.create(&meta.class_name) else {
+                let message = format!(
+                    "step `{}` names class `{}`, which is not registered",
+                    meta.step_name, meta.class_name
+                );
+                return self.interrupt(seq, rt, pos, UNKNOWN_TASK, message).await;
+            };
+
+            if status != StepStatus::Waiting {
+                let record = &mut rt.running_steps[pos];
+                record.retry_times = match status {
+                    StepStatus::Failed | StepStatus::Inited => record.retry_times + 1,
+                    _ => 0,
+                };
+                record.step_status = StepStatus::Inited;
+                record.step_start_time = Some(Utc::now());
+                rt.flow_status = FlowStatus::Running;
+                self.caretaker.save(seq, &rt).await?;
+                self.hook(HookPoint::StepInit, seq, &rt, Some(pos), None)
+                    .await;
+            }
+
+            let try_number = rt.running_steps[pos].retry_times + 1;
+            let span = tracing::info_span!("step", step = %meta.step_name, class = %meta.class_name, attempt = try_number);
+            let result = attempt(step, ctx, cancel, meta.retry.timeout)
+                .instrument(span)
+                .await;
+
+            match result {
+                Attempt::Done(output) => {
+                    let record = &mut rt.running_steps[pos];
+                    record.context_output = output;
+                    record.step_status = StepStatus::Completed;
+                    record.last_step_complete_time = Some(Utc::now());
+                    record.last_error = None;
+                    self.caretaker.save(seq, &rt).await?;
+                    self.hook(HookPoint::StepCompleted, seq, &rt, Some(pos), None)
+                        .await;
+                    tracing::info!(step = %meta.step_name, "step completed");
+                }
+                Attempt::Waiting(hint) => {
+                    let recheck_after = hint.unwrap_or(inner.config.wait_interval);
+                    let record = &mut rt.running_steps[pos];
+                    record.step_status = StepStatus::Waiting;
+                    record.last_step_complete_time = Some(Utc::now());
+                    rt.flow_status = FlowStatus::Waiting;
+                    self.caretaker.save(seq, &rt).await?;
+                    self.hook(HookPoint::StepWaiting, seq, &rt, Some(pos), None)
+                        .await;
+                    tracing::info!(step = %meta.step_name, ?recheck_after, "step waiting");
+                    return Ok(RunOutcome::Waiting {
+                        step: meta.step_name.clone(),
+                        recheck_after,
+                    });
+                }
+                Attempt::Interrupt { reason, message } => {
+                    return self.interrupt(seq, rt, pos, &reason, message).await;
+                }
+                Attempt::Failed(message) => {
+                    if rt.retry_times >= flow.retry.max_retries {
+                        let message = format!(
+                            "flow resumed {} times (max {}); last error: {message}",
+                            rt.retry_times, flow.retry.max_retries
+                        );
+                        return self.interrupt(seq, rt, pos, MANY_RETRY, message).await;
+                    }
+                    let record = &mut rt.running_steps[pos];
+                    record.step_status = StepStatus::Failed;
+                    record.last_step_complete_time = Some(Utc::now());
+                    record.last_error = Some(message.clone());
+                    let retry_after = meta.retry.backoff.delay(record.retry_times + 1);
+                    rt.flow_status = FlowStatus::Failed;
+                    rt.error_message = message.clone();
+                    self.caretaker.save(seq, &rt).await?;
+                    self.hook(
+                        HookPoint::StepCompleted,
+                        seq,
+                        &rt,
+                        Some(pos),
+                        Some(&message),
+                    )
+                    .await;
+                    tracing::warn!(step = %meta.step_name, error = %message, ?retry_after, "step failed; will retry");
+                    return Err(Error::StepFailed {
+                        flow: flow.name.clone(),
+                        step: meta.step_name.clone(),
+                        seq,
+                        attempt: try_number,
+                        message,
+                        retry_after,
+                    });
+                }
+            }
+        }
+
+        rt.flow_status = FlowStatus::Completed;
+        rt.complete_time = Some(Utc::now());
+        rt.error_message.clear();
+        self.caretaker.save(seq, &rt).await?;
+        self.hook(HookPoint::WfCompleted, seq, &rt, None, None)
+            .await;
+        tracing::info!("flow completed");
+        Ok(RunOutcome::Completed)
+    }
+
+    /// Ends the run as `failedAndCompleted` and moves the resource to `Interrupt` with its
+    /// interrupt record. The record is written first, with a patch; if that write fails the
+    /// run is saved as `failed` instead (so the interrupt is re-attempted on the next entry
+    /// rather than lost) and the error is returned.
+    async fn interrupt(
+        &mut self,
+        seq: u64,
+        mut rt: WorkflowRuntime,
+        pos: usize,
+        reason: &str,
+        message: String,
+    ) -> Result<RunOutcome, Error> {
+        let step_name = rt.running_steps[pos].step_name.clone();
+        let full = format!("{reason}: {message}");
+        let now = Utc::now();
+        {
+            let record = &mut rt.running_steps[pos];
+            record.step_status = StepStatus::Failed;
+            record.last_step_complete_time = Some(now);
+            record.last_error = Some(full.clone());
+        }
+        rt.error_message = full.clone();
+
+        if let Err(err) = self.record_interrupt(reason, &message).await {
+            rt.flow_status = FlowStatus::Failed;
+            self.caretaker.save(seq, &rt).await?;
+            tracing::error!(step = %step_name, reason, error = %err, "cannot record the interrupt on the resource");
+            return Err(err);
+        }
+        rt.flow_status = FlowStatus::FailedAndCompleted;
+        rt.complete_time = Some(now);
+        self.caretaker.save(seq, &rt).await?;
+        self.hook(HookPoint::StepCompleted, seq, &rt, Some(pos), Some(&full))
+            .await;
+        self.hook(HookPoint::WfInterrupt, seq, &rt, Some(pos), Some(&full))
+            .await;
+        tracing::warn!(step = %step_name, reason, %message, "flow interrupted");
+        Ok(RunOutcome::Interrupted {
+            step: step_name,
+            reason: reason.to_owned(),
+            message,
+        })
+    }
+
+    async fn record_interrupt(&self, reason: &str, message: &str) -> Result<(), Error> {
+        let keys = &self.manager.inner.config.annotations;
+        let fresh = self.resource.fetch().await?;
+        let previous = fresh.state().effective();
+        let patch = AnnotationPatch::from([
+            (keys.reason.clone(), Some(reason.to_owned())),
+            (keys.message.clone(), Some(message.to_owned())),
+            (keys.previous_status.clone(), Some(previous.to_string())),
+            (
+                keys.recover.clone(),
+                Some(InterruptAnnotations::NOT_RECOVERED.to_owned()),
+            ),
+        ]);
+        let patched = fresh.patch_annotations(&patch).await?;
+        patched.update_state(State::INTERRUPT).await?;
+        Ok(())
+    }
+}

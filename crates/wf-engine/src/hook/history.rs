@@ -1,0 +1,349 @@
+//! The default hook: one JSON line per event in `<log dir>/<resource type>_workflow.txt`.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{HookEvent, WorkflowHook};
+
+/// The kind of a history event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryEventType {
+    /// A run was created.
+    WorkFlowStart,
+    /// A step started.
+    StepInited,
+    /// A step waits.
+    StepWaiting,
+    /// A step failed.
+    StepError,
+    /// A step completed.
+    StepCompleted,
+    /// The run was interrupted.
+    WorkFlowInterrupt,
+    /// The run completed.
+    WorkFlowCompleted,
+}
+
+/// One line of the history (semantics §10).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// The resource's name.
+    pub resource_name: String,
+    /// The resource's namespace.
+    pub namespace: String,
+    /// The run's id: its start time in milliseconds.
+    pub workflow_id: i64,
+    /// `<workflow_id>-<step>`; `<workflow_id>-0` for flow events.
+    pub step_id: String,
+    /// The flow.
+    pub flow_name: String,
+    /// The step, empty for flow events.
+    pub step_name: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: HistoryEventType,
+    /// When the step (or run) started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it ended, if it did.
+    pub end_time: Option<DateTime<Utc>>,
+    /// The step's position, 1-based; 0 for flow events.
+    pub step: usize,
+    /// How many steps the flow has.
+    pub step_count: usize,
+    /// The step's retries (or the run's, for flow events).
+    pub retry: u32,
+    /// The error, if any.
+    pub error: String,
+}
+
+/// History that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The file could not be read.
+    #[error("cannot read history {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not a history event.
+    #[error("{path}:{line}: not a history event: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Reads every event of a history file (and of its rotated `.1` predecessor, first). A
+/// missing file is an empty history.
+pub fn read_history(path: &Path) -> Result<Vec<HistoryEvent>, HistoryError> {
+    let mut events = Vec::new();
+    for file in [rotated(path), path.to_path_buf()] {
+        let handle = match std::fs::File::open(&file) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(HistoryError::Io { path: file, source }),
+        };
+        for (n, line) in std::io::BufReader::new(handle).lines().enumerate() {
+            let line = line.map_err(|source| HistoryError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            events.push(
+                serde_json::from_str(&line).map_err(|source| HistoryError::Corrupt {
+                    path: file.clone(),
+                    line: n + 1,
+                    source,
+                })?,
+            );
+        }
+    }
+    Ok(events)
+}
+
+fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+/// Appends history events as JSON lines. When the file passes `max_bytes` it is rotated to
+/// `<file>.1` (one generation kept), so the history never grows without bound.
+#[derive(Debug)]
+pub struct HistoryRecorder {
+    path: PathBuf,
+    max_bytes: u64,
+    lock: Mutex<()>,
+}
+
+impl HistoryRecorder {
+    /// Default rotation size: 16 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+    /// A recorder writing `<log_dir>/<resource_type>_workflow.txt`.
+    pub fn new(log_dir: impl AsRef<Path>, resource_type: &str) -> Self {
+        HistoryRecorder {
+            path: log_dir
+                .as_ref()
+                .join(format!("{resource_type}_workflow.txt")),
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Sets the rotation size.
+    #[must_use]
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The history line for `event`.
+    pub fn event_line(event: &HookEvent<'_>, event_type: HistoryEventType) -> HistoryEvent {
+        let rt = event.runtime;
+        let workflow_id = rt.workflow_id();
+        let (step, step_name, start, end, retry) = match event.step_runtime() {
+            Some(s) => (
+                event.step.map_or(0, |i| i + 1),
+                s.step_name.clone(),
+                s.step_start_time,
+                s.last_step_complete_time,
+                s.retry_times,
+            ),
+            None => (
+                0,
+                String::new(),
+                rt.start_time,
+                rt.complete_time,
+                rt.retry_times,
+            ),
+        };
+        HistoryEvent {
+            resource_name: event.resource.name.clone(),
+            namespace: event.resource.namespace.clone(),
+            workflow_id,
+            step_id: format!("{workflow_id}-{step}"),
+            flow_name: rt.flow_name.clone(),
+            step_name,
+            event_type,
+            start_time: start,
+            end_time: end,
+            step,
+            step_count: rt.running_steps.len(),
+            retry,
+            error: event.error.unwrap_or_default().to_owned(),
+        }
+    }
+
+    fn append(&self, line: &HistoryEvent) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max_bytes) {
+            std::fs::rename(&self.path, rotated(&self.path))?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.write_all(text.as_bytes())
+    }
+
+    fn record(&self, event: &HookEvent<'_>, event_type: HistoryEventType) {
+        if let Err(err) = self.append(&Self::event_line(event, event_type)) {
+            tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
+        }
+    }
+}
+
+#[async_trait]
+impl WorkflowHook for HistoryRecorder {
+    async fn on_wf_init(&self, event: &HookEvent<'_>) {
+        self.record(event, HistoryEventType::WorkFlowStart);
+    }
+    async fn on_step_init(&self, event: &HookEvent<'_>) {
+        self.record(event, HistoryEventType::StepInited);
+    }
+    async fn on_step_waiting(&self, event: &HookEvent<'_>) {
+        self.record(event, HistoryEventType::StepWaiting);
+    }
+    async fn on_step_completed(&self, event: &HookEvent<'_>) {
+        let kind = if event.error.is_some() {
+            HistoryEventType::StepError
+        } else {
+            HistoryEventType::StepCompleted
+        };
+        self.record(event, kind);
+    }
+    async fn on_wf_completed(&self, event: &HookEvent<'_>) {
+        self.record(event, HistoryEventType::WorkFlowCompleted);
+    }
+    async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
+        self.record(event, HistoryEventType::WorkFlowInterrupt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FlowStatus, JsonMap, ResourceKey, StepRuntime, StepStatus, WorkflowRuntime};
+
+    fn runtime() -> WorkflowRuntime {
+        WorkflowRuntime {
+            flow_status: FlowStatus::Running,
+            retry_times: 0,
+            flow_name: "Create".into(),
+            start_time: Some(DateTime::from_timestamp_millis(1_000).unwrap()),
+            complete_time: None,
+            error_message: String::new(),
+            init_context: JsonMap::new(),
+            running_steps: vec![StepRuntime {
+                step_name: "InitMeta".into(),
+                step_status: StepStatus::Failed,
+                step_start_time: None,
+                last_step_complete_time: None,
+                context_output: JsonMap::new(),
+                retry_times: 2,
+                last_error: None,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn history_recorder_writes_one_json_line_per_event_with_semantics_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = HistoryRecorder::new(dir.path(), "shared");
+        let key = ResourceKey::new("ns", "c1");
+        let rt = runtime();
+        let event = HookEvent {
+            resource_type: "shared",
+            resource: &key,
+            seq: 1,
+            runtime: &rt,
+            step: Some(0),
+            error: Some("boom"),
+        };
+        recorder
+            .on_wf_init(&HookEvent {
+                step: None,
+                error: None,
+                ..event
+            })
+            .await;
+        recorder.on_step_completed(&event).await;
+        let path = dir.path().join("shared_workflow.txt");
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+        for field in [
+            "resource_name",
+            "namespace",
+            "workflow_id",
+            "step_id",
+            "flow_name",
+            "step_name",
+            "type",
+            "start_time",
+            "end_time",
+            "step",
+            "step_count",
+            "retry",
+            "error",
+        ] {
+            assert!(first.get(field).is_some(), "missing {field} in {first}");
+        }
+        let events = read_history(&path).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event_type, HistoryEventType::WorkFlowStart);
+        assert_eq!(events[1].event_type, HistoryEventType::StepError);
+        assert_eq!(events[1].step, 1);
+        assert_eq!(events[1].retry, 2);
+        assert_eq!(events[1].error, "boom");
+        assert_eq!(events[1].workflow_id, 1_000);
+    }
+
+    #[tokio::test]
+    async fn history_file_is_rotated_past_its_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = HistoryRecorder::new(dir.path(), "shared").max_bytes(200);
+        let key = ResourceKey::new("ns", "c1");
+        let rt = runtime();
+        let event = HookEvent {
+            resource_type: "shared",
+            resource: &key,
+            seq: 1,
+            runtime: &rt,
+            step: None,
+            error: None,
+        };
+        for _ in 0..5 {
+            recorder.on_wf_init(&event).await;
+        }
+        let main = std::fs::metadata(recorder.path()).unwrap().len();
+        assert!(main < 1000, "{main}");
+        assert!(dir.path().join("shared_workflow.txt.1").is_file());
+    }
+}

@@ -1,0 +1,96 @@
+//! Hooks: code called at every transition of a runtime (semantics §10), and the default
+//! history recorder.
+
+mod history;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use history::{read_history, HistoryError, HistoryEvent, HistoryEventType, HistoryRecorder};
+
+use crate::{ResourceKey, WorkflowRuntime};
+
+/// What a hook is told: which resource, which run, which step.
+#[derive(Clone, Copy, Debug)]
+pub struct HookEvent<'a> {
+    /// The resource type of the manager (e.g. `shared`).
+    pub resource_type: &'a str,
+    /// The resource.
+    pub resource: &'a ResourceKey,
+    /// The run's sequence number.
+    pub seq: u64,
+    /// The run, as just saved.
+    pub runtime: &'a WorkflowRuntime,
+    /// The index of the step in `runtime.running_steps`, for step events.
+    pub step: Option<usize>,
+    /// The error, for a failed step or an interrupt.
+    pub error: Option<&'a str>,
+}
+
+impl HookEvent<'_> {
+    /// The step record of a step event.
+    pub fn step_runtime(&self) -> Option<&crate::StepRuntime> {
+        self.step.and_then(|i| self.runtime.running_steps.get(i))
+    }
+}
+
+/// Called after each persisted transition. Every method has an empty default; hooks handle
+/// (and log) their own failures, which never fail a flow.
+#[async_trait]
+pub trait WorkflowHook: Send + Sync {
+    /// A run was created and saved.
+    async fn on_wf_init(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+    /// A step was marked `inited` and is about to run.
+    async fn on_step_init(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+    /// A step reported `Waiting`.
+    async fn on_step_waiting(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+    /// A step completed, or failed (`event.error` is set then).
+    async fn on_step_completed(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+    /// All steps completed.
+    async fn on_wf_completed(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+    /// The run was interrupted; the resource moved to `Interrupt`.
+    async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// The hook points, for dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HookPoint {
+    WfInit,
+    StepInit,
+    StepWaiting,
+    StepCompleted,
+    WfCompleted,
+    WfInterrupt,
+}
+
+/// Several hooks called in order.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks(pub(crate) Vec<Arc<dyn WorkflowHook>>);
+
+impl Hooks {
+    pub(crate) async fn call(&self, point: HookPoint, event: &HookEvent<'_>) {
+        for hook in &self.0 {
+            match point {
+                HookPoint::WfInit => hook.on_wf_init(event).await,
+                HookPoint::StepInit => hook.on_step_init(event).await,
+                HookPoint::StepWaiting => hook.on_step_waiting(event).await,
+                HookPoint::StepCompleted => hook.on_step_completed(event).await,
+                HookPoint::WfCompleted => hook.on_wf_completed(event).await,
+                HookPoint::WfInterrupt => hook.on_wf_interrupt(event).await,
+            }
+        }
+    }
+}

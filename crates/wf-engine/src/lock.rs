@@ -1,0 +1,130 @@
+//! Per-resource locks keyed by namespace and name, freed when idle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::OwnedMutexGuard;
+
+use crate::ResourceKey;
+
+type LockMap = HashMap<ResourceKey, Arc<tokio::sync::Mutex<()>>>;
+
+/// One async mutex per resource. An entry exists only while someone holds or waits for the
+/// lock, so the map does not grow with every resource ever seen.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceLocks {
+    map: Arc<Mutex<LockMap>>,
+}
+
+/// Holds a resource's lock; dropping it releases the lock and frees the entry when idle.
+#[derive(Debug)]
+pub struct ResourceLockGuard {
+    guard: Option<OwnedMutexGuard<()>>,
+    key: ResourceKey,
+    map: Arc<Mutex<LockMap>>,
+}
+
+impl ResourceLocks {
+    /// No locks yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits for and takes the lock of `key`.
+    pub async fn lock(&self, key: &ResourceKey) -> ResourceLockGuard {
+        let mutex = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let guard = mutex.lock_owned().await;
+        ResourceLockGuard {
+            guard: Some(guard),
+            key: key.clone(),
+            map: self.map.clone(),
+        }
+    }
+
+    /// How many resources have a lock entry (held or waited for).
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no lock is held or waited for.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for ResourceLockGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn lock_entries_are_freed_when_idle() {
+        let locks = ResourceLocks::new();
+        {
+            let _a = locks.lock(&ResourceKey::new("ns", "a")).await;
+            let _b = locks.lock(&ResourceKey::new("ns", "b")).await;
+            assert_eq!(locks.len(), 2);
+        }
+        assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn locks_are_keyed_by_namespace_and_name() {
+        let locks = ResourceLocks::new();
+        let _one = locks.lock(&ResourceKey::new("ns1", "c1")).await;
+        // Same name in another namespace: not blocked.
+        let other = tokio::time::timeout(
+            Duration::from_secs(5),
+            locks.lock(&ResourceKey::new("ns2", "c1")),
+        )
+        .await;
+        assert!(other.is_ok());
+        // Same namespace and name: blocked while held.
+        let same = tokio::time::timeout(
+            Duration::from_millis(50),
+            locks.lock(&ResourceKey::new("ns1", "c1")),
+        )
+        .await;
+        assert!(same.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_lock_after_release_and_the_entry_is_then_freed() {
+        let locks = ResourceLocks::new();
+        let key = ResourceKey::new("ns", "c1");
+        let first = locks.lock(&key).await;
+        let waiter = {
+            let locks = locks.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let _g = locks.lock(&key).await;
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(first);
+        waiter.await.unwrap();
+        assert!(locks.is_empty());
+    }
+}

@@ -1,0 +1,300 @@
+//! The workflow manager (semantics §4): one per resource type. Holds the flows, the step
+//! registry, the hooks, the memento store and the recover strategy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::cancel::CancelRegistry;
+use crate::hook::Hooks;
+use crate::memento::{caretaker_name, MementoCaretaker, MementoStorageFactory};
+use crate::{
+    AnnotationRecover, Checker, Error, FlowCatalog, FlowLoader, InMemoryMementoStore, MainEnter,
+    Reconciled, RecoverStrategy, ResourceKey, ResourceWorkflow, State, StateResource, Step,
+    StepRegistry, WorkflowConfig, WorkflowHook, YamlDirLoader,
+};
+
+pub(crate) struct ManagerInner<R: StateResource> {
+    pub(crate) resource_type: String,
+    pub(crate) catalog: FlowCatalog,
+    pub(crate) registry: StepRegistry,
+    pub(crate) hooks: Hooks,
+    pub(crate) storage: Arc<dyn MementoStorageFactory<R>>,
+    pub(crate) recover: Arc<dyn RecoverStrategy<R>>,
+    pub(crate) config: WorkflowConfig,
+    pub(crate) cancels: CancelRegistry,
+}
+
+/// Runs flows for one resource type. Cheap to clone (shared inside).
+///
+/// Built with [`WorkflowManager::builder`]; see the crate docs for a complete example.
+pub struct WorkflowManager<R: StateResource> {
+    pub(crate) inner: Arc<ManagerInner<R>>,
+}
+
+impl<R: StateResource> Clone for WorkflowManager<R> {
+    fn clone(&self) -> Self {
+        WorkflowManager {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<R: StateResource> std::fmt::Debug for WorkflowManager<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowManager")
+            .field("resource_type", &self.inner.resource_type)
+            .field("flows", &self.inner.catalog.len())
+            .field("steps", &self.inner.registry)
+            .finish()
+    }
+}
+
+/// Builds a [`WorkflowManager`]; every part but the flows has a default.
+pub struct WorkflowManagerBuilder<R: StateResource> {
+    resource_type: String,
+    flow_dir: Option<PathBuf>,
+    loader: Option<Box<dyn FlowLoader>>,
+    registry: StepRegistry,
+    hooks: Vec<Arc<dyn WorkflowHook>>,
+    storage: Option<Arc<dyn MementoStorageFactory<R>>>,
+    recover: Option<Arc<dyn RecoverStrategy<R>>>,
+    config: WorkflowConfig,
+}
+
+impl<R: StateResource> WorkflowManagerBuilder<R> {
+    /// Reads flows from `<dir>/<resource type>/*.yaml` with the default [`YamlDirLoader`].
+    #[must_use]
+    pub fn flow_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.flow_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses a custom loader instead of a flow directory.
+    #[must_use]
+    pub fn loader(mut self, loader: impl FlowLoader + 'static) -> Self {
+        self.loader = Some(Box::new(loader));
+        self
+    }
+
+    /// Registers a step class made by `factory` (a fresh instance per execution).
+    #[must_use]
+    pub fn step<S, F>(mut self, class_name: impl Into<String>, factory: F) -> Self
+    where
+        S: Step,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        self.registry.register(class_name, factory);
+        self
+    }
+
+    /// Uses a whole registry (replacing steps registered so far).
+    #[must_use]
+    pub fn registry(mut self, registry: StepRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Adds a hook; hooks run in the order added.
+    #[must_use]
+    pub fn hook(mut self, hook: impl WorkflowHook + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Adds a shared hook.
+    #[must_use]
+    pub fn shared_hook(mut self, hook: Arc<dyn WorkflowHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Where runtimes are persisted (default: in memory, lost on exit).
+    #[must_use]
+    pub fn memento_store(mut self, factory: impl MementoStorageFactory<R> + 'static) -> Self {
+        self.storage = Some(Arc::new(factory));
+        self
+    }
+
+    /// How an interrupted resource asks for recovery (default: [`AnnotationRecover`] with the
+    /// configured annotation keys).
+    #[must_use]
+    pub fn recover(mut self, strategy: impl RecoverStrategy<R> + 'static) -> Self {
+        self.recover = Some(Arc::new(strategy));
+        self
+    }
+
+    /// Engine configuration (keys, retention, budget, timings, default retry policy).
+    #[must_use]
+    pub fn config(mut self, config: WorkflowConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Loads the flows and builds the manager. Fails on an empty resource type, a missing
+    /// flow source, invalid YAML, or an invalid default retry policy.
+    pub fn build(self) -> Result<WorkflowManager<R>, Error> {
+        if self.resource_type.trim().is_empty() {
+            return Err(Error::Setup("the resource type is empty".into()));
+        }
+        self.config
+            .default_retry
+            .validate()
+            .map_err(|e| Error::Setup(format!("default retry policy: {e}")))?;
+        let loader: Box<dyn FlowLoader> = match (self.loader, self.flow_dir) {
+            (Some(loader), _) => loader,
+            (None, Some(dir)) if !dir.as_os_str().is_empty() => {
+                Box::new(YamlDirLoader::new(dir, &self.resource_type))
+            }
+            _ => {
+                return Err(Error::Setup(
+                    "no flow source: set a flow directory or a loader".into(),
+                ))
+            }
+        };
+        let catalog = loader.load(&self.config.default_retry)?;
+        let recover = self
+            .recover
+            .unwrap_or_else(|| Arc::new(AnnotationRecover::new(self.config.annotations.clone())));
+        Ok(WorkflowManager {
+            inner: Arc::new(ManagerInner {
+                resource_type: self.resource_type,
+                catalog,
+                registry: self.registry,
+                hooks: Hooks(self.hooks),
+                storage: self
+                    .storage
+                    .unwrap_or_else(|| Arc::new(InMemoryMementoStore::new())),
+                recover,
+                config: self.config,
+                cancels: CancelRegistry::default(),
+            }),
+        })
+    }
+}
+
+impl<R: StateResource> WorkflowManager<R> {
+    /// Starts building a manager for `resource_type` (also the name of the flow
+    /// subdirectory and of the history file).
+    pub fn builder(resource_type: impl Into<String>) -> WorkflowManagerBuilder<R> {
+        WorkflowManagerBuilder {
+            resource_type: resource_type.into(),
+            flow_dir: None,
+            loader: None,
+            registry: StepRegistry::new(),
+            hooks: Vec::new(),
+            storage: None,
+            recover: None,
+            config: WorkflowConfig::default(),
+        }
+    }
+
+    /// The resource type.
+    pub fn resource_type(&self) -> &str {
+        &self.inner.resource_type
+    }
+
+    /// The loaded flows.
+    pub fn catalog(&self) -> &FlowCatalog {
+        &self.inner.catalog
+    }
+
+    /// The registered step classes.
+    pub fn registry(&self) -> &StepRegistry {
+        &self.inner.registry
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WorkflowConfig {
+        &self.inner.config
+    }
+
+    /// Checks that every class a flow names is registered; the error names file, flow and step.
+    pub fn validate(&self) -> Result<(), Error> {
+        Ok(self.inner.catalog.check_classes(&self.inner.registry)?)
+    }
+
+    /// The workflow of one resource: loads its memento store once.
+    pub async fn resource_workflow(&self, resource: &R) -> Result<ResourceWorkflow<R>, Error> {
+        let storage = self.inner.storage.storage_for(resource)?;
+        let caretaker = MementoCaretaker::load(
+            caretaker_name(resource.name()),
+            storage,
+            self.inner.config.retention,
+            self.inner.config.byte_budget,
+        )
+        .await?;
+        Ok(ResourceWorkflow::new(
+            self.clone(),
+            resource.clone(),
+            caretaker,
+        ))
+    }
+
+    /// An entry for [`crate::StateMachine`]: runs `flow` through
+    /// [`ResourceWorkflow::common_main_enter`]. With `ignore_others`, an uncompleted run of
+    /// another flow is not resumed first.
+    pub fn flow_entry(&self, flow: impl Into<String>, ignore_others: bool) -> FlowEntry<R> {
+        FlowEntry {
+            manager: self.clone(),
+            flow: flow.into(),
+            ignore_others,
+        }
+    }
+
+    /// Cancels the flow running for `key` at once (e.g. from a watch event); returns whether
+    /// one was running. The step's future is dropped and the run is interrupted `CANCELLED`.
+    pub fn cancel(&self, key: &ResourceKey) -> bool {
+        self.inner.cancels.cancel(key)
+    }
+
+    /// Recovery after an interrupt (semantics §8). For a resource in `Interrupt` whose
+    /// recover strategy asks for it: retries the interrupted step (unless the previous state
+    /// is `Rebuild`), clears the interrupt record and restores the previous state, which is
+    /// returned. `None` when recovery does not apply. A failed write is an error.
+    pub async fn check_recovery(&self, resource: &R) -> Result<Option<State>, Error> {
+        let fresh = resource.fetch().await?;
+        if fresh.state().effective() != State::INTERRUPT {
+            return Ok(None);
+        }
+        let Some(previous) = self.inner.recover.recovery_requested(&fresh) else {
+            return Ok(None);
+        };
+        if previous != State::REBUILD {
+            let mut workflow = self.resource_workflow(&fresh).await?;
+            workflow.retry_interrupted_step().await?;
+        }
+        let cleared = self.inner.recover.clear(&fresh).await?;
+        cleared.update_state(previous.clone()).await?;
+        tracing::info!(resource = %fresh.key(), state = %previous, "recovered from interrupt");
+        Ok(Some(previous))
+    }
+}
+
+/// The entry of an unstable state that runs one flow; see [`WorkflowManager::flow_entry`].
+pub struct FlowEntry<R: StateResource> {
+    manager: WorkflowManager<R>,
+    flow: String,
+    ignore_others: bool,
+}
+
+#[async_trait]
+impl<R: StateResource> MainEnter<R> for FlowEntry<R> {
+    async fn enter(&self, resource: &R, checker: Option<&Checker<R>>) -> Result<Reconciled, Error> {
+        let Some(checker) = checker else {
+            return Err(Error::Setup(format!(
+                "the entry of flow `{}` has no checker; register it with register_translate_main_enter",
+                self.flow
+            )));
+        };
+        let mut workflow = self.manager.resource_workflow(resource).await?;
+        workflow
+            .common_main_enter(&self.flow, self.ignore_others, checker)
+            .await
+    }
+
+    fn flow_name(&self) -> Option<&str> {
+        Some(&self.flow)
+    }
+}

@@ -1,0 +1,70 @@
+//! Persistence of runtimes (semantics §9): the storage trait, the caretaker that applies
+//! retention and the byte budget, and two stores (in memory, and files).
+
+mod caretaker;
+mod error;
+mod file_store;
+mod memory_store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use caretaker::{memento_key, parse_memento_key, MementoCaretaker, StoredRuntime};
+pub use error::MementoError;
+pub use file_store::{FileMementoStorage, FileMementoStore};
+pub use memory_store::{InMemoryMementoStorage, InMemoryMementoStore};
+
+use crate::StateResource;
+
+/// The name of a resource's memento store: `<resource name>-workflow`.
+pub fn caretaker_name(resource_name: &str) -> String {
+    format!("{resource_name}-workflow")
+}
+
+/// One write to a memento store: put one key, remove others (pruned runtimes), atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MementoWrite {
+    /// The key written, `<seq>-<flowName>`.
+    pub key: String,
+    /// The runtime's JSON.
+    pub value: String,
+    /// Keys to remove in the same write.
+    pub remove: Vec<String>,
+}
+
+/// Where one resource's runtimes live: a map from key to JSON.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait MementoStorage: Send + Sync {
+    /// Every key and value of the store (empty when it does not exist yet).
+    async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError>;
+
+    /// Applies one write; either all of it lands or none. The store is created on first write.
+    async fn write(&self, change: &MementoWrite) -> Result<(), MementoError>;
+}
+
+/// Makes the memento storage of a resource.
+pub trait MementoStorageFactory<R>: Send + Sync {
+    /// The storage of `resource` (its caretaker is [`caretaker_name`] of its name).
+    fn storage_for(&self, resource: &R) -> Result<Arc<dyn MementoStorage>, MementoError>;
+}
+
+impl<R: StateResource> MementoStorageFactory<R> for InMemoryMementoStore {
+    fn storage_for(&self, resource: &R) -> Result<Arc<dyn MementoStorage>, MementoError> {
+        Ok(Arc::new(self.storage(
+            resource.namespace(),
+            &caretaker_name(resource.name()),
+        )))
+    }
+}
+
+impl<R: StateResource> MementoStorageFactory<R> for FileMementoStore {
+    fn storage_for(&self, resource: &R) -> Result<Arc<dyn MementoStorage>, MementoError> {
+        Ok(Arc::new(self.storage(
+            resource.namespace(),
+            &caretaker_name(resource.name()),
+        )))
+    }
+}

@@ -1,0 +1,11 @@
+//! Flow metadata: the YAML documents, their loader, step-group expansion and the resulting
+//! catalog of flows (semantics §4).
+
+mod catalog;
+mod document;
+mod error;
+mod loader;
+
+pub use catalog::{FlowCatalog, FlowMeta, StepMeta, UnknownClass};
+pub use error::MetadataError;
+pub use loader::{FlowLoader, FlowSource, StaticLoader, YamlDirLoader, GROUP_FILE_SUFFIX};

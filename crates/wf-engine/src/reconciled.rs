@@ -1,0 +1,72 @@
+//! The value a reconcile returns: what happened and when to come back.
+
+use std::time::Duration;
+
+use crate::State;
+
+/// What a call into the state machine did. [`Reconciled::requeue_after`] is the hint for the
+/// caller's scheduler; the engine never sleeps itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The resource is in a stable state and no checker fired (or the event was ignored).
+    Stable {
+        /// The state.
+        state: State,
+    },
+    /// A checker fired: the resource moved to an unstable state whose entry the next
+    /// reconcile runs.
+    Transitioned {
+        /// The stable state left.
+        from: State,
+        /// The unstable state entered.
+        to: State,
+    },
+    /// A flow ran to its end.
+    FlowCompleted {
+        /// The flow.
+        flow: String,
+    },
+    /// The unstable state's trigger no longer fires: the resource went back to `Running`.
+    Settled,
+    /// A step waits for the outside world.
+    Waiting {
+        /// The flow.
+        flow: String,
+        /// The waiting step.
+        step: String,
+        /// When to call again.
+        recheck_after: Duration,
+    },
+    /// A flow was interrupted; the resource is in `Interrupt` until recovered.
+    Interrupted {
+        /// The flow.
+        flow: String,
+        /// The step that interrupted.
+        step: String,
+        /// The interrupt reason, e.g. `MANY_RETRY`.
+        reason: String,
+        /// The message.
+        message: String,
+    },
+    /// Recovery was asked for and done; the resource is back in `state`.
+    Recovered {
+        /// The state restored.
+        state: State,
+    },
+}
+
+impl Reconciled {
+    /// When to reconcile again: at once after a transition, a completed flow or a recovery
+    /// (the state changed and there may be more to do), after the step's delay when waiting,
+    /// never for stable and interrupted resources (a change to the resource wakes them).
+    pub fn requeue_after(&self) -> Option<Duration> {
+        match self {
+            Reconciled::Transitioned { .. }
+            | Reconciled::FlowCompleted { .. }
+            | Reconciled::Settled
+            | Reconciled::Recovered { .. } => Some(Duration::ZERO),
+            Reconciled::Waiting { recheck_after, .. } => Some(*recheck_after),
+            Reconciled::Stable { .. } | Reconciled::Interrupted { .. } => None,
+        }
+    }
+}

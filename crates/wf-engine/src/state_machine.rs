@@ -1,0 +1,270 @@
+//! The state machine (semantics §3): stable states, translations out of them, and one entry
+//! per unstable state.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+
+use crate::{
+    BoxError, Error, Event, Reconciled, ResourceLocks, State, StateResource, WorkflowManager,
+};
+
+/// An event checker: decides from a fresh copy of the resource whether it must leave its
+/// stable state. Errors are logged and the next checker is tried.
+pub type Checker<R> = Arc<dyn Fn(&R) -> Result<Option<Event>, BoxError> + Send + Sync>;
+
+/// The entry of an unstable state: what runs while the resource is in it. Usually a
+/// [`crate::FlowEntry`], made by [`WorkflowManager::flow_entry`].
+#[async_trait]
+pub trait MainEnter<R: StateResource>: Send + Sync {
+    /// Runs the entry. `checker` is the one registered with the translation into this state
+    /// (entries re-check it before starting a new flow).
+    async fn enter(&self, resource: &R, checker: Option<&Checker<R>>) -> Result<Reconciled, Error>;
+
+    /// The flow the entry runs, if it runs one (for validation).
+    fn flow_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+struct Translation<R> {
+    checker: Checker<R>,
+    target: State,
+}
+
+struct Entry<R: StateResource> {
+    main_enter: Arc<dyn MainEnter<R>>,
+    checker: Option<Checker<R>>,
+}
+
+/// One state machine per resource type.
+///
+/// ```
+/// use wf_engine::{Event, MemoryResource, State, StateMachine, StateResource};
+///
+/// fn check_install(r: &MemoryResource) -> Result<Option<Event>, wf_engine::BoxError> {
+///     Ok((r.state() == State::INIT).then(|| Event::new("Creating")))
+/// }
+///
+/// let mut sm = StateMachine::<MemoryResource>::new("demo");
+/// sm.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
+/// sm.register_translation(State::INIT, check_install, State::CREATING);
+/// assert!(sm.is_stable(&State::INIT));
+/// ```
+pub struct StateMachine<R: StateResource> {
+    resource_type: String,
+    stable: BTreeSet<State>,
+    translations: HashMap<State, Vec<Translation<R>>>,
+    entries: HashMap<State, Entry<R>>,
+    ignored: HashSet<String>,
+    locks: ResourceLocks,
+}
+
+impl<R: StateResource> std::fmt::Debug for StateMachine<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("resource_type", &self.resource_type)
+            .field("stable", &self.stable)
+            .field("unstable", &self.entries.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<R: StateResource> StateMachine<R> {
+    /// An empty state machine for `resource_type`.
+    pub fn new(resource_type: impl Into<String>) -> Self {
+        StateMachine {
+            resource_type: resource_type.into(),
+            stable: BTreeSet::new(),
+            translations: HashMap::new(),
+            entries: HashMap::new(),
+            ignored: HashSet::new(),
+            locks: ResourceLocks::new(),
+        }
+    }
+
+    /// The resource type.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+
+    /// Registers stable states.
+    pub fn register_stable_states(&mut self, states: impl IntoIterator<Item = State>) -> &mut Self {
+        self.stable.extend(states);
+        self
+    }
+
+    /// Whether `state` is registered as stable.
+    pub fn is_stable(&self, state: &State) -> bool {
+        self.stable.contains(state)
+    }
+
+    /// Registers a translation out of the stable state `from`: when `checker` fires, the
+    /// resource moves to `to`. Translations of a state are tried in registration order.
+    pub fn register_translation<C>(&mut self, from: State, checker: C, to: State) -> &mut Self
+    where
+        C: Fn(&R) -> Result<Option<Event>, BoxError> + Send + Sync + 'static,
+    {
+        self.add_translation(from, Arc::new(checker), to);
+        self
+    }
+
+    fn add_translation(&mut self, from: State, checker: Checker<R>, to: State) {
+        self.translations
+            .entry(from)
+            .or_default()
+            .push(Translation {
+                checker,
+                target: to,
+            });
+    }
+
+    /// Registers the entry of the unstable state `state` (replacing an earlier one).
+    pub fn register_main_enter(
+        &mut self,
+        state: State,
+        entry: impl MainEnter<R> + 'static,
+    ) -> &mut Self {
+        self.entries.insert(
+            state,
+            Entry {
+                main_enter: Arc::new(entry),
+                checker: None,
+            },
+        );
+        self
+    }
+
+    /// Registers a translation `from --checker--> to` and the entry of `to` in one call. The
+    /// entry receives the same checker. When several translations lead to `to`, the first
+    /// registered entry and checker are kept.
+    pub fn register_translate_main_enter<C>(
+        &mut self,
+        from: State,
+        checker: C,
+        to: State,
+        entry: impl MainEnter<R> + 'static,
+    ) -> &mut Self
+    where
+        C: Fn(&R) -> Result<Option<Event>, BoxError> + Send + Sync + 'static,
+    {
+        let checker: Checker<R> = Arc::new(checker);
+        self.add_translation(from, checker.clone(), to.clone());
+        self.entries.entry(to).or_insert_with(|| Entry {
+            main_enter: Arc::new(entry),
+            checker: Some(checker),
+        });
+        self
+    }
+
+    /// Events with these names are ignored: a checker that fires one leaves the resource
+    /// where it is.
+    pub fn ignore_events(
+        &mut self,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> &mut Self {
+        self.ignored.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// The unstable states with an entry, and the flow each entry runs.
+    pub fn entries(&self) -> impl Iterator<Item = (&State, Option<&str>)> {
+        self.entries
+            .iter()
+            .map(|(s, e)| (s, e.main_enter.flow_name()))
+    }
+
+    /// The per-resource locks (keyed by namespace and name).
+    pub fn locks(&self) -> &ResourceLocks {
+        &self.locks
+    }
+
+    /// Checks that every entry's flow exists in `manager`'s catalog.
+    pub fn validate_flows(&self, manager: &WorkflowManager<R>) -> Result<(), Error> {
+        for (state, flow) in self.entries() {
+            if let Some(flow) = flow {
+                if manager.catalog().get(flow).is_none() {
+                    return Err(Error::Setup(format!(
+                        "state `{state}` runs flow `{flow}`, which no YAML of resource type `{}` defines",
+                        manager.resource_type()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step of the machine for `resource` (semantics §3), holding its lock.
+    pub async fn do_state_main_enter(&self, resource: &R) -> Result<Reconciled, Error> {
+        let _guard = self.locks.lock(&resource.key()).await;
+        self.enter_locked(resource).await
+    }
+
+    /// A whole reconcile under the resource's lock: recovery first (§8), then the machine.
+    pub async fn reconcile(
+        &self,
+        resource: &R,
+        manager: &WorkflowManager<R>,
+    ) -> Result<Reconciled, Error> {
+        let _guard = self.locks.lock(&resource.key()).await;
+        if let Some(state) = manager.check_recovery(resource).await? {
+            return Ok(Reconciled::Recovered { state });
+        }
+        self.enter_locked(resource).await
+    }
+
+    async fn enter_locked(&self, resource: &R) -> Result<Reconciled, Error> {
+        let fresh = resource.fetch().await?;
+        let state = fresh.state().effective();
+        let span = tracing::info_span!("reconcile", resource = %fresh.key(), state = %state);
+        async {
+            if self.stable.contains(&state) {
+                return self.leave_stable(&fresh, state).await;
+            }
+            let Some(entry) = self.entries.get(&state) else {
+                return Err(Error::NoEntry {
+                    resource: fresh.key(),
+                    state,
+                });
+            };
+            entry.main_enter.enter(&fresh, entry.checker.as_ref()).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn leave_stable(&self, resource: &R, state: State) -> Result<Reconciled, Error> {
+        let mut last_error = None;
+        for translation in self.translations.get(&state).into_iter().flatten() {
+            match (translation.checker)(resource) {
+                Err(err) => {
+                    tracing::warn!(target_state = %translation.target, error = %err, "event checker failed");
+                    last_error = Some(err);
+                }
+                Ok(None) => {}
+                Ok(Some(event)) => {
+                    if self.ignored.contains(&event.name) {
+                        tracing::debug!(event = %event.name, "event ignored");
+                        return Ok(Reconciled::Stable { state });
+                    }
+                    resource.update_state(translation.target.clone()).await?;
+                    tracing::info!(from = %state, to = %translation.target, event = %event.name, "state changed");
+                    return Ok(Reconciled::Transitioned {
+                        from: state,
+                        to: translation.target.clone(),
+                    });
+                }
+            }
+        }
+        match last_error {
+            Some(source) => Err(Error::Checker {
+                resource: resource.key(),
+                state,
+                source,
+            }),
+            None => Ok(Reconciled::Stable { state }),
+        }
+    }
+}
