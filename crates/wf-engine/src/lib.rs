@@ -169,6 +169,9 @@ mod state_machine;
 mod step;
 mod workflow;
 
+#[cfg(test)]
+mod tests;
+
 pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;
 

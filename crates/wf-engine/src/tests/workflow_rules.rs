@@ -1,0 +1,229 @@
+//! Semantics §7: the per-resource workflow.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::support::{always, harness, never, token, Act, Script};
+use crate::{
+    Error, Event, FlowStatus, JsonMap, Reconciled, RunOutcome, State, StepStatus, WorkflowConfig,
+};
+
+#[tokio::test]
+async fn run_of_an_unknown_flow_is_an_error_naming_it() {
+    let h = harness().flow("F", &["A"]).build();
+    let err = h
+        .workflow()
+        .await
+        .run("Nope", JsonMap::new(), &token())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownFlow { .. }));
+    assert_eq!(
+        err.to_string(),
+        "unknown flow `Nope` for resource type `test`"
+    );
+}
+
+#[tokio::test]
+async fn run_init_context_is_resource_name_and_namespace_plus_params() {
+    let a = Script::new([Act::Done]);
+    let h = harness().flow("F", &["A"]).step("A", &a).build();
+    let mut params = JsonMap::new();
+    params.insert("insId".into(), json!("ins-1"));
+    h.workflow().await.run("F", params, &token()).await.unwrap();
+    let init = h.last().await.runtime.init_context;
+    assert_eq!(
+        serde_json::Value::Object(init),
+        json!({"_resourceName": "c1", "_resourceNameSpace": "ns", "insId": "ins-1"})
+    );
+}
+
+#[tokio::test]
+async fn run_last_uncompleted_resumes_the_highest_uncompleted_run() {
+    let a = Script::new([Act::Wait]);
+    let h = harness()
+        .flow("F", &["A"])
+        .flow("G", &["A"])
+        .step("A", &a)
+        .build();
+    let mut wf = h.workflow().await;
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    wf.run("G", JsonMap::new(), &token()).await.unwrap();
+    let report = wf
+        .run_last_uncompleted("F", false, &token())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.seq, report.flow.as_str()), (2, "G"));
+    assert!(
+        matches!(report.outcome, RunOutcome::Waiting { .. }),
+        "reports whether it waits"
+    );
+}
+
+#[tokio::test]
+async fn run_last_uncompleted_with_ignore_others_leaves_another_flows_run_alone() {
+    let a = Script::new([Act::Wait]);
+    let h = harness()
+        .flow("F", &["A"])
+        .flow("G", &["A"])
+        .step("A", &a)
+        .build();
+    let mut wf = h.workflow().await;
+    wf.run("G", JsonMap::new(), &token()).await.unwrap();
+    let runs_before = a.runs();
+    assert!(wf
+        .run_last_uncompleted("F", true, &token())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(a.runs(), runs_before);
+    assert!(wf
+        .run_last_uncompleted("G", true, &token())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn retry_interrupted_step_makes_the_run_failed_and_resets_the_failed_steps_retries() {
+    let a = Script::new([Act::Done]);
+    let b = Script::new([Act::Interrupt("X", "y")]);
+    let h = harness()
+        .flow("F", &["A", "B"])
+        .step("A", &a)
+        .step("B", &b)
+        .build();
+    let mut wf = h.workflow().await;
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    assert!(wf.retry_interrupted_step().await.unwrap());
+    let rt = h.last().await.runtime;
+    assert_eq!(rt.flow_status, FlowStatus::Failed);
+    assert_eq!(
+        rt.running_steps[0].step_status,
+        StepStatus::Completed,
+        "completed steps stay"
+    );
+    assert_eq!(rt.running_steps[1].retry_times, 0);
+    assert_eq!(
+        rt.retry_times, 0,
+        "weakness 12: the run-level counter is reset too"
+    );
+}
+
+#[tokio::test]
+async fn retry_interrupted_step_with_recover_from_first_step_resets_every_step() {
+    let a = Script::new([Act::Done]);
+    let b = Script::new([Act::Interrupt("X", "y")]);
+    let h = harness()
+        .yaml(
+            "t/F.yaml",
+            "flowName: F\nrecoverFromFirstStep: true\nsteps:\n  - {className: A, stepName: A}\n  - {className: B, stepName: B}\n",
+        )
+        .step("A", &a)
+        .step("B", &b)
+        .build();
+    let mut wf = h.workflow().await;
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    assert!(wf.retry_interrupted_step().await.unwrap());
+    let rt = h.last().await.runtime;
+    assert!(rt
+        .running_steps
+        .iter()
+        .all(|s| s.step_status == StepStatus::Prepared && s.retry_times == 0));
+}
+
+#[tokio::test]
+async fn retry_interrupted_step_without_any_run_is_false_not_a_panic() {
+    let h = harness().flow("F", &["A"]).build();
+    assert!(!h.workflow().await.retry_interrupted_step().await.unwrap());
+}
+
+#[tokio::test]
+async fn common_main_enter_returns_when_the_resumed_run_waits() {
+    let a = Script::new([Act::Wait]);
+    let h = harness().flow("F", &["A"]).step("A", &a).build();
+    let mut wf = h.workflow().await;
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    let out = wf
+        .common_main_enter("F", false, &always(Event::new("F")))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        Reconciled::Waiting {
+            flow: "F".into(),
+            step: "A".into(),
+            recheck_after: Duration::from_millis(7)
+        }
+    );
+    assert_eq!(h.runtimes().await.len(), 1, "no new run while one waits");
+}
+
+#[tokio::test]
+async fn common_main_enter_sets_running_when_the_checker_no_longer_fires() {
+    let h = harness().flow("F", &["A"]).build();
+    let out = h
+        .workflow()
+        .await
+        .common_main_enter("F", false, &never())
+        .await
+        .unwrap();
+    assert_eq!(out, Reconciled::Settled);
+    assert_eq!(h.state(), State::RUNNING);
+    assert!(h.runtimes().await.is_empty());
+}
+
+#[tokio::test]
+async fn common_main_enter_runs_the_flow_with_the_event_params() {
+    let a = Script::new([Act::Done]);
+    let h = harness().flow("F", &["A"]).step("A", &a).build();
+    let out = h
+        .workflow()
+        .await
+        .common_main_enter(
+            "F",
+            false,
+            &always(Event::new("F").with_param("modifyClass", true)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, Reconciled::FlowCompleted { flow: "F".into() });
+    assert_eq!(a.contexts()[0]["modifyClass"], json!(true));
+}
+
+#[tokio::test]
+async fn common_main_enter_watches_is_cancelled_at_the_configured_interval() {
+    let a = Script::new([Act::Hang]);
+    let config = WorkflowConfig {
+        cancel_poll_interval: Duration::from_millis(10),
+        ..WorkflowConfig::default()
+    };
+    let h = harness()
+        .flow("F", &["A"])
+        .step("A", &a)
+        .config(config)
+        .build();
+    let resources = h.resources.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        resources
+            .update(&super::support::key(), |r| {
+                r.annotations.insert("cancelled".into(), "true".into());
+            })
+            .unwrap();
+    });
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        h.workflow()
+            .await
+            .common_main_enter("F", false, &always(Event::new("F"))),
+    )
+    .await
+    .expect("the poll noticed the cancellation")
+    .unwrap();
+    assert!(
+        matches!(out, Reconciled::Interrupted { ref reason, .. } if reason == crate::CANCELLED)
+    );
+}
