@@ -6,6 +6,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::{FlowMeta, JsonMap};
 
+/// Times are stored as RFC 3339 in UTC with millisecond precision: shorter mementos (the
+/// byte budget counts) and cheaper to write than nanoseconds; any RFC 3339 time reads back.
+mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<DateTime<Utc>>::deserialize(d)
+    }
+}
+
 /// The status of a flow run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,10 +100,10 @@ pub struct StepRuntime {
     /// Where the step is.
     pub step_status: StepStatus,
     /// When the current try started.
-    #[serde(default)]
+    #[serde(default, with = "millis")]
     pub step_start_time: Option<DateTime<Utc>>,
     /// When the step last completed, waited or failed.
-    #[serde(default)]
+    #[serde(default, with = "millis")]
     pub last_step_complete_time: Option<DateTime<Utc>>,
     /// The step's output once completed.
     #[serde(default)]
@@ -110,10 +128,10 @@ pub struct WorkflowRuntime {
     /// The flow run.
     pub flow_name: String,
     /// When the run was created.
-    #[serde(default)]
+    #[serde(default, with = "millis")]
     pub start_time: Option<DateTime<Utc>>,
     /// When the run finished.
-    #[serde(default)]
+    #[serde(default, with = "millis")]
     pub complete_time: Option<DateTime<Utc>>,
     /// The error that failed or interrupted the run.
     #[serde(default)]

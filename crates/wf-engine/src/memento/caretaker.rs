@@ -59,6 +59,12 @@ impl std::fmt::Debug for MementoCaretaker {
 }
 
 fn finished(value: &str) -> bool {
+    // Fast path: the engine writes `flowStatus` first. Anything else is parsed.
+    if let Some(rest) = value.strip_prefix("{\"flowStatus\":\"") {
+        if let Some((status, _)) = rest.split_once('"') {
+            return matches!(status, "completed" | "failedAndCompleted");
+        }
+    }
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct StatusOnly {
