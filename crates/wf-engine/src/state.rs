@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// States are plain strings on the wire (`status.clusterStatus` for an `MPDCluster`), so any
 /// operator can define its own; the constants below are the ones the engine itself knows.
 /// An empty state is read as [`State::CREATING`] by the state machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct State(Cow<'static, str>);
 
@@ -59,6 +59,12 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 

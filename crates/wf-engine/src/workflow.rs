@@ -50,6 +50,34 @@ pub struct RunReport {
     pub outcome: RunOutcome,
 }
 
+impl From<RunReport> for Reconciled {
+    fn from(report: RunReport) -> Self {
+        match report.outcome {
+            RunOutcome::Completed | RunOutcome::AlreadyFinished => {
+                Reconciled::FlowCompleted { flow: report.flow }
+            }
+            RunOutcome::Waiting {
+                step,
+                recheck_after,
+            } => Reconciled::Waiting {
+                flow: report.flow,
+                step,
+                recheck_after,
+            },
+            RunOutcome::Interrupted {
+                step,
+                reason,
+                message,
+            } => Reconciled::Interrupted {
+                flow: report.flow,
+                step,
+                reason,
+                message,
+            },
+        }
+    }
+}
+
 /// The runs of one resource. Made by [`WorkflowManager::resource_workflow`], which loads the
 /// resource's memento store once; every transition is then written through.
 pub struct ResourceWorkflow<R: StateResource> {
@@ -228,30 +256,11 @@ impl<R: StateResource> ResourceWorkflow<R> {
             .run_last_uncompleted(flow, ignore_others, &cancel)
             .await?
         {
-            match report.outcome {
-                RunOutcome::Waiting {
-                    step,
-                    recheck_after,
-                } => {
-                    return Ok(Reconciled::Waiting {
-                        flow: report.flow,
-                        step,
-                        recheck_after,
-                    })
-                }
-                RunOutcome::Interrupted {
-                    step,
-                    reason,
-                    message,
-                } => {
-                    return Ok(Reconciled::Interrupted {
-                        flow: report.flow,
-                        step,
-                        reason,
-                        message,
-                    })
-                }
-                RunOutcome::Completed | RunOutcome::AlreadyFinished => {}
+            if !matches!(
+                report.outcome,
+                RunOutcome::Completed | RunOutcome::AlreadyFinished
+            ) {
+                return Ok(report.into());
             }
         }
 
@@ -271,29 +280,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
         }
         let report = self.run(flow, event.params, &cancel).await?;
         drop(scope);
-        Ok(match report.outcome {
-            RunOutcome::Completed | RunOutcome::AlreadyFinished => {
-                Reconciled::FlowCompleted { flow: report.flow }
-            }
-            RunOutcome::Waiting {
-                step,
-                recheck_after,
-            } => Reconciled::Waiting {
-                flow: report.flow,
-                step,
-                recheck_after,
-            },
-            RunOutcome::Interrupted {
-                step,
-                reason,
-                message,
-            } => Reconciled::Interrupted {
-                flow: report.flow,
-                step,
-                reason,
-                message,
-            },
-        })
+        Ok(report.into())
     }
 
     /// Closes an uncompleted run that a new run of another flow replaces, so that it cannot

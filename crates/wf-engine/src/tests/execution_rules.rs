@@ -193,13 +193,12 @@ async fn runtime_whose_flow_was_removed_from_metadata_is_marked_completed() {
         .await;
     // A new manager over the same memento store, without flow `Gone`.
     let b = Script::new([Act::Done]);
-    let new = crate::WorkflowManager::builder("test")
-        .loader(crate::StaticLoader::new().with("t/F.yaml", super::support::flow_yaml("F", &["B"])))
-        .memento_store(old.mementos.clone())
-        .step("B", move || super::support::ScriptedStep(b.clone()))
-        .build()
-        .unwrap();
-    let mut wf = new.resource_workflow(&old.resource).await.unwrap();
+    let new = harness()
+        .flow("F", &["B"])
+        .step("B", &b)
+        .mementos(&old.mementos)
+        .build();
+    let mut wf = new.workflow().await;
     let report = wf
         .run_last_uncompleted("F", false, &token())
         .await
@@ -237,20 +236,13 @@ async fn missing_step_record_is_an_error_naming_flow_run_and_step() {
         .run("F", JsonMap::new(), &token())
         .await;
     let b = Script::new([Act::Done]);
-    let new = crate::WorkflowManager::builder("test")
-        .loader(
-            crate::StaticLoader::new()
-                .with("t/F.yaml", super::support::flow_yaml("F", &["A", "B"])),
-        )
-        .memento_store(old.mementos.clone())
-        .step("A", {
-            let a = a.clone();
-            move || super::support::ScriptedStep(a.clone())
-        })
-        .step("B", move || super::support::ScriptedStep(b.clone()))
-        .build()
-        .unwrap();
-    let mut wf = new.resource_workflow(&old.resource).await.unwrap();
+    let new = harness()
+        .flow("F", &["A", "B"])
+        .step("A", &a)
+        .step("B", &b)
+        .mementos(&old.mementos)
+        .build();
+    let mut wf = new.workflow().await;
     let err = wf
         .run_last_uncompleted("F", false, &token())
         .await
@@ -430,20 +422,13 @@ async fn completed_step_is_never_executed_again_after_a_crash() {
 
     // A fresh workflow (a restarted process) resumes: A is skipped, B runs again.
     let b2 = Script::new([Act::Done]);
-    let resumed = crate::WorkflowManager::builder("test")
-        .loader(
-            crate::StaticLoader::new()
-                .with("t/F.yaml", super::support::flow_yaml("F", &["A", "B"])),
-        )
-        .memento_store(h.mementos.clone())
-        .step("A", {
-            let a = a.clone();
-            move || super::support::ScriptedStep(a.clone())
-        })
-        .step("B", move || super::support::ScriptedStep(b2.clone()))
-        .build()
-        .unwrap();
-    let mut wf = resumed.resource_workflow(&h.resource).await.unwrap();
+    let resumed = harness()
+        .flow("F", &["A", "B"])
+        .step("A", &a)
+        .step("B", &b2)
+        .mementos(&h.mementos)
+        .build();
+    let mut wf = resumed.workflow().await;
     let report = wf
         .run_last_uncompleted("F", false, &token())
         .await

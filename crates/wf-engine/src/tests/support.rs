@@ -219,9 +219,16 @@ pub struct HarnessBuilder {
     steps: Vec<(String, Script)>,
     config: WorkflowConfig,
     state: State,
+    mementos: Option<InMemoryMementoStore>,
 }
 
 impl HarnessBuilder {
+    /// Shares another harness's memento store: a restarted process over the same data.
+    pub fn mementos(mut self, store: &InMemoryMementoStore) -> Self {
+        self.mementos = Some(store.clone());
+        self
+    }
+
     pub fn flow(mut self, name: &str, classes: &[&str]) -> Self {
         self.loader = self
             .loader
@@ -250,7 +257,7 @@ impl HarnessBuilder {
     }
 
     pub fn build(self) -> Harness {
-        let mementos = InMemoryMementoStore::new();
+        let mementos = self.mementos.unwrap_or_default();
         let hook = RecordingHook::default();
         let mut builder = WorkflowManager::builder("test")
             .loader(self.loader)
@@ -285,6 +292,7 @@ pub fn harness() -> HarnessBuilder {
         steps: Vec::new(),
         config: WorkflowConfig::default(),
         state: State::CREATING,
+        mementos: None,
     }
 }
 
