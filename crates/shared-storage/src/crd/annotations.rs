@@ -1,0 +1,55 @@
+//! Annotation keys on an MPDCluster (domain §1.3).
+
+/// Full rebuild request (`1`, `T` or `true`); the Rebuild flow writes `T`.
+pub const FORCE_REBUILD: &str = "forceRebuild";
+/// `<insId>|<targetNode>`: move one instance to a node.
+pub const MIGRATE: &str = "migrate";
+/// Target insId of a planned switchover.
+pub const SWITCH_RW: &str = "switchRw";
+/// insId of an instance to restart.
+pub const RESTART_INS: &str = "restartIns";
+/// Restart every instance (`1`, `T` or `true`).
+pub const RESTART_CLUSTER: &str = "restartCluster";
+/// Apply edited engine parameters (`1`, `T` or `true`).
+pub const FLUSH_PARAMS: &str = "flushParams";
+/// Written `true` by FlushParams when a restart is needed.
+pub const FLUSH_PARAMS_RESTART_CLUSTER: &str = "flushParamsRestartCluster";
+/// insId of an RO to remove.
+pub const REMOVE_INS: &str = "removeIns";
+/// Grow PFS after the LUN was enlarged (`1`, `T` or `true`).
+pub const EXTEND_STORAGE: &str = "extendStorage";
+/// JSON object physicalInsId -> new insId: the replacement plan of the current flow.
+pub const TEMP_RO_IDS: &str = "tempRoIds";
+/// Resume switch after an interrupt (`F` = not asked).
+pub const INTERRUPT_RECOVER: &str = "interrupt.recover";
+/// Why the last flow was interrupted.
+pub const INTERRUPT_REASON: &str = "interrupt.reason";
+/// The interrupt message.
+pub const INTERRUPT_MESSAGE: &str = "interrupt.message";
+/// The state at interrupt time.
+pub const INTERRUPT_PREVIOUS_STATUS: &str = "interrupt.previous.status";
+/// `true` aborts a running flow.
+pub const CANCELLED: &str = "cancelled";
+
+/// What CleanAllTempMeta removes (CleanOldTempMeta keeps `forceRebuild`).
+pub const CLEANUP_SET: [&str; 14] = [
+    FORCE_REBUILD,
+    MIGRATE,
+    FLUSH_PARAMS,
+    TEMP_RO_IDS,
+    RESTART_INS,
+    RESTART_CLUSTER,
+    FLUSH_PARAMS_RESTART_CLUSTER,
+    SWITCH_RW,
+    REMOVE_INS,
+    EXTEND_STORAGE,
+    INTERRUPT_RECOVER,
+    INTERRUPT_REASON,
+    INTERRUPT_MESSAGE,
+    INTERRUPT_PREVIOUS_STATUS,
+];
+
+/// Whether an annotation value means "yes": `1`, `T` or `true`.
+pub fn is_true(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "T" | "true"))
+}

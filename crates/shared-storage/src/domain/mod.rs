@@ -1,0 +1,8 @@
+//! The domain: the aggregate and its rules as pure functions over data.
+
+mod cluster;
+
+pub use cluster::{
+    image_key, ClassSpec, ContainerResources, DbIns, EngineState, ImageInfo, InsType,
+    InterruptInfo, LoadMode, SharedStorageCluster, StorageInfo,
+};

@@ -1,0 +1,7 @@
+//! The PolarDB shared-storage operator on `wf-engine`.
+#![deny(missing_docs)]
+
+pub mod crd;
+pub mod domain;
+pub mod ports;
+pub mod registration;
