@@ -2,6 +2,7 @@
 
 mod cluster;
 mod error;
+pub mod mapping;
 
 pub use cluster::{
     image_key, ClassSpec, ContainerResources, DbIns, EngineState, ImageInfo, InsType,
