@@ -5,3 +5,5 @@ pub mod crd;
 pub mod domain;
 pub mod ports;
 pub mod registration;
+pub mod service;
+pub mod steps;
