@@ -5,5 +5,6 @@ pub mod crd;
 pub mod domain;
 pub mod ports;
 pub mod registration;
+pub mod resource;
 pub mod service;
 pub mod steps;

@@ -1,6 +1,6 @@
 //! A test fixture for steps: every port mocked with mockall, and a stateful mock cluster
-#![allow(dead_code)] // Not every step group uses every helper.
 //! store (a resourceVersion-checked object in memory) so steps can be run twice.
+#![allow(dead_code)] // Not every step group uses every helper.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
