@@ -4,11 +4,13 @@
 
 mod cluster_manager;
 mod error;
+mod instances;
 mod repository;
 
 use std::time::Duration;
 
 pub use error::ServiceError;
+pub use instances::PHASE_RUNNING;
 pub use repository::Loaded;
 
 use crate::ports::{ClusterRef, Ports, Progress};

@@ -1,0 +1,275 @@
+//! Instance lifecycle primitives shared by the steps: create and install an instance, add
+//! it to / remove it from the cluster manager, delete it, health checks and switchover.
+//! Each is an idempotent "ensure": it looks at the world first and returns `Pending` while
+//! the world catches up.
+
+use super::{cluster_ref, Outcome, ServiceError, SharedStorageService};
+use crate::domain::{DbIns, DomainError, InsType, SharedStorageCluster};
+use crate::ports::{
+    CmInstance, CmRole, EngineTarget, Health, InsPodSpec, PodProgress, Progress, PvcRef,
+};
+
+/// The engine phase the cluster manager reports for a healthy instance.
+pub const PHASE_RUNNING: &str = "RUNNING";
+
+fn unknown(model: &SharedStorageCluster, ins_id: &str) -> ServiceError {
+    DomainError::UnknownInstance {
+        cluster: format!("{}/{}", model.namespace, model.name),
+        ins_id: ins_id.to_owned(),
+    }
+    .into()
+}
+
+/// A mutable reference to the instance `ins_id` wherever it is.
+pub(crate) fn instance_mut<'a>(model: &'a mut SharedStorageCluster, ins_id: &str) -> Option<&'a mut DbIns> {
+    if model.rw.as_ref().is_some_and(|rw| rw.ins_id == ins_id) {
+        return model.rw.as_mut();
+    }
+    if model.ros.contains_key(ins_id) {
+        return model.ros.get_mut(ins_id);
+    }
+    model.temp_ros.get_mut(ins_id)
+}
+
+impl SharedStorageService {
+    /// Where engine commands for `ins` run.
+    pub fn engine_target(model: &SharedStorageCluster, ins: &DbIns) -> EngineTarget {
+        EngineTarget {
+            namespace: if ins.pod_namespace.is_empty() {
+                model.namespace.clone()
+            } else {
+                ins.pod_namespace.clone()
+            },
+            pod_name: ins.pod_name.clone(),
+            ins_id: ins.ins_id.clone(),
+            is_rw: model.rw_id() == ins.ins_id,
+        }
+    }
+
+    /// The pod an instance needs.
+    pub fn pod_spec(model: &SharedStorageCluster, ins: &DbIns, ins_type: InsType) -> InsPodSpec {
+        InsPodSpec {
+            cluster: cluster_ref(model),
+            pod_name: ins.pod_name.clone(),
+            physical_ins_id: ins.physical_ins_id.clone(),
+            ins_id: ins.ins_id.clone(),
+            ins_type: Some(ins_type),
+            port: ins.port,
+            images: model.image_info.images.clone(),
+            resources: model.resources.clone(),
+            pvc_name: model.storage.pvc_name.clone(),
+            target_node: ins.target_node.clone(),
+        }
+    }
+
+    /// The CM's view of an instance.
+    pub fn cm_instance(ins: &DbIns, role: CmRole) -> CmInstance {
+        CmInstance {
+            pod_name: ins.pod_name.clone(),
+            host_ip: ins.host_ip.clone(),
+            client_ip: ins.client_ip.clone(),
+            host_name: ins.host.clone(),
+            port: ins.port,
+            role: Some(role),
+        }
+    }
+
+    /// Creates the pod of `ins_id` and installs its engine (domain §2.5
+    /// create_and_install_ins): pod ready (its node and IPs saved), for the RW the storage
+    /// write lock on its node, pfsd, the engine (installed and started only when the health
+    /// probe does not already answer), the log agent, then `installed` saved. Skipped when
+    /// already installed. A pod that cannot become ready interrupts with the pod failure's
+    /// reason.
+    pub async fn ensure_instance_installed(
+        &self,
+        model: &mut SharedStorageCluster,
+        ins_id: &str,
+        as_type: InsType,
+    ) -> Outcome {
+        let ins = match model.find(ins_id) {
+            Some((_, ins)) => ins.clone(),
+            None => return Err(unknown(model, ins_id)),
+        };
+        if ins.installed {
+            return Ok(Progress::Done(()));
+        }
+        let spec = Self::pod_spec(model, &ins, as_type);
+        let (node, host_ip, client_ip) = match self.ports.pods.ensure_pod(&spec).await? {
+            PodProgress::Ready {
+                node,
+                host_ip,
+                client_ip,
+            } => (node, host_ip, client_ip),
+            PodProgress::Pending { reason } => return Ok(Progress::Pending { reason }),
+            PodProgress::Failed { failure, message } => {
+                return Err(ServiceError::interrupt(
+                    failure.reason(),
+                    format!("pod {}: {message}", ins.pod_name),
+                ))
+            }
+        };
+        if ins.host != node || ins.host_ip != host_ip || ins.client_ip != client_ip {
+            if let Some(record) = instance_mut(model, ins_id) {
+                record.host = node.clone();
+                record.host_ip = host_ip;
+                record.client_ip = client_ip;
+            }
+            self.save(model).await?;
+        }
+        if as_type == InsType::Rw {
+            let pvc = PvcRef {
+                namespace: model.storage.pvc_namespace.clone(),
+                name: model.storage.pvc_name.clone(),
+            };
+            if let Progress::Pending { reason } = self.ports.storage.set_write_lock(&pvc, &node).await? {
+                return Ok(Progress::Pending { reason });
+            }
+        }
+        let ins = match model.find(ins_id) {
+            Some((_, ins)) => ins.clone(),
+            None => return Err(unknown(model, ins_id)),
+        };
+        let target = Self::engine_target(model, &ins);
+        let pfsd_config = model
+            .resources
+            .get("pfsd")
+            .map(|r| r.config.clone())
+            .unwrap_or_default();
+        if let Progress::Pending { reason } = self
+            .ports
+            .pfsd
+            .start_pfsd(&target, &pfsd_config, &model.storage.volume_id)
+            .await?
+        {
+            return Ok(Progress::Pending { reason });
+        }
+        match self.ports.engine.health(&target).await? {
+            Health::Ok => {}
+            Health::StartingUp => return Ok(Progress::pending("engine starting up")),
+            Health::ContainerNotFound | Health::Unknown => {
+                self.ports.engine.install(&target).await?;
+                self.ports.engine.start(&target).await?;
+                return Ok(Progress::pending("engine installed, starting"));
+            }
+        }
+        self.ports.engine.setup_log_agent(&target).await?;
+        if let Some(record) = instance_mut(model, ins_id) {
+            record.installed = true;
+        }
+        self.save(model).await?;
+        Ok(Progress::Done(()))
+    }
+
+    /// Adds `ins_id` to the cluster manager as `role` and waits until the CM reports it
+    /// `RUNNING` (`FAILED` is an error, retried).
+    pub async fn ensure_in_cm(&self, model: &SharedStorageCluster, ins_id: &str, role: CmRole) -> Outcome {
+        let (_, ins) = model.find(ins_id).ok_or_else(|| unknown(model, ins_id))?;
+        let cluster = cluster_ref(model);
+        let cm = &self.ports.cluster_manager;
+        let status = cm.status(&cluster).await?;
+        match status.instance(&ins.endpoint()) {
+            Some(found) if found.phase.eq_ignore_ascii_case(PHASE_RUNNING) => Ok(Progress::Done(())),
+            Some(found) if found.phase.eq_ignore_ascii_case("failed") => Err(ServiceError::Port(
+                crate::ports::PortError::Unavailable {
+                    port: "cluster-manager",
+                    message: format!("instance {ins_id} is FAILED in the cluster manager"),
+                },
+            )),
+            Some(found) => Ok(Progress::pending(format!(
+                "instance {ins_id} is {} in the cluster manager",
+                found.phase
+            ))),
+            None => {
+                cm.add_ins(&cluster, &Self::cm_instance(ins, role)).await?;
+                Ok(Progress::pending(format!("instance {ins_id} added to the cluster manager")))
+            }
+        }
+    }
+
+    /// Removes `ins` from the cluster manager if it is there.
+    pub async fn ensure_not_in_cm(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
+        let cluster = cluster_ref(model);
+        let cm = &self.ports.cluster_manager;
+        if cm.status(&cluster).await?.instance(&ins.endpoint()).is_some() {
+            let role = if model.rw_id() == ins.ins_id { CmRole::Rw } else { CmRole::Ro };
+            cm.remove_ins(&cluster, &Self::cm_instance(ins, role)).await?;
+        }
+        Ok(Progress::Done(()))
+    }
+
+    /// Takes `ins` out of the cluster manager, stops its engine (errors ignored) and deletes
+    /// its pod; done when the pod is gone.
+    pub async fn ensure_instance_deleted(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
+        if let Progress::Pending { reason } = self.ensure_not_in_cm(model, ins).await? {
+            return Ok(Progress::Pending { reason });
+        }
+        let target = Self::engine_target(model, ins);
+        if let Err(err) = self.ports.engine.graceful_stop(&target).await {
+            tracing::debug!(pod = %ins.pod_name, %err, "graceful stop failed; deleting the pod anyway");
+        }
+        Ok(self
+            .ports
+            .pods
+            .delete_pod(&target.namespace, &ins.pod_name)
+            .await?)
+    }
+
+    /// Done when the engine of `ins` answers its health probe.
+    pub async fn health_check(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
+        match self.ports.engine.health(&Self::engine_target(model, ins)).await? {
+            Health::Ok => Ok(Progress::Done(())),
+            other => Ok(Progress::pending(format!("engine of {} is {other:?}", ins.ins_id))),
+        }
+    }
+}
+
+/// Makes the RO `target_id` the RW and the old RW an RO, in the model.
+fn swap_rw(model: &mut SharedStorageCluster, target_id: &str) -> bool {
+    let Some(new_rw) = model.ros.remove(target_id) else {
+        return false;
+    };
+    if let Some(old_rw) = model.rw.replace(new_rw) {
+        model.ros.insert(old_rw.ins_id.clone(), old_rw);
+    }
+    true
+}
+
+impl SharedStorageService {
+    /// Makes `target_id` the RW through a planned switchover (domain §2.5 switchover): done
+    /// when the cluster manager reports it as the RW, which is then saved. The target must be
+    /// an RO; a switch to the current RW is done at once.
+    pub async fn ensure_rw(&self, model: &mut SharedStorageCluster, target_id: &str) -> Outcome {
+        if model.rw_id() == target_id {
+            return Ok(Progress::Done(()));
+        }
+        let Some(target) = model.ros.get(target_id).cloned() else {
+            return Err(DomainError::Invalid {
+                cluster: format!("{}/{}", model.namespace, model.name),
+                message: format!("switchover target {target_id} is not a read-only instance"),
+            }
+            .into());
+        };
+        let cluster = cluster_ref(model);
+        let cm = &self.ports.cluster_manager;
+        let status = cm.status(&cluster).await?;
+        if status.rw.as_ref().is_some_and(|rw| rw.endpoint == target.endpoint()) {
+            swap_rw(model, target_id);
+            self.save(model).await?;
+            return Ok(Progress::Done(()));
+        }
+        match status.instance(&target.endpoint()) {
+            Some(found) if found.phase.eq_ignore_ascii_case(PHASE_RUNNING) => {
+                let from = model.rw.as_ref().map(DbIns::endpoint).unwrap_or_default();
+                cm.switchover(&cluster, &from, &target.endpoint()).await?;
+                Ok(Progress::pending(format!("switchover to {target_id} requested")))
+            }
+            Some(found) => Ok(Progress::pending(format!(
+                "switchover target {target_id} is {}",
+                found.phase
+            ))),
+            None => Ok(Progress::pending(format!(
+                "switchover target {target_id} is not in the cluster manager yet"
+            ))),
+        }
+    }
+}
