@@ -77,7 +77,8 @@ impl SharedStorageService {
     /// Creates the pod of `ins_id` and installs its engine (domain §2.5
     /// create_and_install_ins): pod ready (its node and IPs saved), for the RW the storage
     /// write lock on its node, pfsd, the engine (installed and started only when the health
-    /// probe does not already answer), the log agent, then `installed` saved. Skipped when
+    /// probe does not already answer), for the RW the database accounts, the log agent, then
+    /// `installed` saved. Skipped when
     /// already installed. A pod that cannot become ready interrupts with the pod failure's
     /// reason.
     pub async fn ensure_instance_installed(
@@ -151,6 +152,10 @@ impl SharedStorageService {
                 self.ports.engine.start(&target).await?;
                 return Ok(Progress::pending("engine installed, starting"));
             }
+        }
+        if as_type == InsType::Rw {
+            let accounts = self.ports.accounts.accounts(&cluster_ref(model)).await?;
+            self.ports.engine.create_accounts(&target, &accounts).await?;
         }
         self.ports.engine.setup_log_agent(&target).await?;
         if let Some(record) = instance_mut(model, ins_id) {
