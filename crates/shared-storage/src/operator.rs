@@ -1,0 +1,147 @@
+//! Assembling the operator: the workflow manager with every step class, and the state
+//! machine registered as in domain §3.2.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wf_engine::{
+    BoxError, Event, MementoStorageFactory, State, StateMachine, StepRegistry, WorkflowConfig,
+    WorkflowHook, WorkflowManager,
+};
+
+use crate::domain::triggers;
+use crate::ports::Ports;
+use crate::registration::{RESOURCE_TYPE, STABLE_STATES, TRANSLATIONS};
+use crate::resource::MpdClusterResource;
+use crate::service::{ServiceConfig, SharedStorageService};
+
+/// The assembled operator: what a reconcile needs.
+pub struct Operator {
+    /// The state machine of the `shared` resource type.
+    pub machine: StateMachine<MpdClusterResource>,
+    /// The workflow manager with every step class registered.
+    pub manager: WorkflowManager<MpdClusterResource>,
+    /// The service the steps share.
+    pub service: Arc<SharedStorageService>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to build an [`Operator`].
+pub struct OperatorBuilder {
+    ports: Ports,
+    flow_dir: PathBuf,
+    service: ServiceConfig,
+    workflow: WorkflowConfig,
+    mementos: Option<Box<dyn FnOnce(wf_engine::WorkflowManagerBuilder<MpdClusterResource>) -> wf_engine::WorkflowManagerBuilder<MpdClusterResource>>>,
+    hooks: Vec<Arc<dyn WorkflowHook>>,
+}
+
+impl OperatorBuilder {
+    /// An operator over `ports`, reading flows from `<flow_dir>/shared/`.
+    pub fn new(ports: Ports, flow_dir: impl Into<PathBuf>) -> Self {
+        OperatorBuilder {
+            ports,
+            flow_dir: flow_dir.into(),
+            service: ServiceConfig::default(),
+            workflow: WorkflowConfig::default(),
+            mementos: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Service tunables.
+    #[must_use]
+    pub fn service_config(mut self, config: ServiceConfig) -> Self {
+        self.service = config;
+        self
+    }
+
+    /// Engine configuration.
+    #[must_use]
+    pub fn workflow_config(mut self, config: WorkflowConfig) -> Self {
+        self.workflow = config;
+        self
+    }
+
+    /// Where runtimes are persisted (default: in memory).
+    #[must_use]
+    pub fn memento_store(mut self, factory: impl MementoStorageFactory<MpdClusterResource> + 'static) -> Self {
+        self.mementos = Some(Box::new(move |b| b.memento_store(factory)));
+        self
+    }
+
+    /// Adds a workflow hook.
+    #[must_use]
+    pub fn hook(mut self, hook: Arc<dyn WorkflowHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Loads the flows, registers the steps and the state machine, and checks that every
+    /// class and flow is known.
+    pub fn build(self) -> Result<Operator, wf_engine::Error> {
+        let service = Arc::new(SharedStorageService::new(self.ports, self.service));
+        let mut registry = StepRegistry::new();
+        crate::steps::register(&mut registry, service.clone());
+        let mut builder = WorkflowManager::builder(RESOURCE_TYPE)
+            .flow_dir(self.flow_dir)
+            .registry(registry)
+            .config(self.workflow);
+        if let Some(with_store) = self.mementos {
+            builder = with_store(builder);
+        }
+        for hook in self.hooks {
+            builder = builder.shared_hook(hook);
+        }
+        let manager = builder.build()?;
+        manager.validate()?;
+        let machine = state_machine(&manager)?;
+        Ok(Operator {
+            machine,
+            manager,
+            service,
+        })
+    }
+}
+
+/// The checker of the trigger `name`: fires an event named after `target` with the event
+/// parameters of §3.2.
+pub fn checker(
+    name: &'static str,
+    target: &'static str,
+) -> Result<impl Fn(&MpdClusterResource) -> Result<Option<Event>, BoxError> + Send + Sync + 'static, wf_engine::Error> {
+    let predicate = triggers::by_name(name)
+        .ok_or_else(|| wf_engine::Error::Setup(format!("no trigger named `{name}`")))?;
+    Ok(move |resource: &MpdClusterResource| {
+        let cr = resource.cluster();
+        Ok(predicate(cr).then(|| Event {
+            name: target.to_owned(),
+            params: triggers::event_params(name, cr),
+        }))
+    })
+}
+
+/// The state machine of domain §3.2, in registration order.
+pub fn state_machine(
+    manager: &WorkflowManager<MpdClusterResource>,
+) -> Result<StateMachine<MpdClusterResource>, wf_engine::Error> {
+    let mut machine = StateMachine::new(RESOURCE_TYPE);
+    machine.register_stable_states(STABLE_STATES.into_iter().map(State::from_static));
+    for tr in TRANSLATIONS {
+        machine.register_translate_main_enter(
+            State::from_static(tr.from),
+            checker(tr.trigger, tr.target)?,
+            State::from_static(tr.target),
+            manager.flow_entry(tr.flow, tr.ignore_others),
+        );
+    }
+    machine.validate_flows(manager)?;
+    Ok(machine)
+}
