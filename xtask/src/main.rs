@@ -1,8 +1,9 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
 //! - `check-flows [DIR]` ([`check_flows`]): loads every flow directory under `DIR` (default
-//!   `<workspace>/workflows`) with the engine's loader and reports each problem, naming the
-//!   file. Exits non-zero when any directory is invalid.
+//!   `<workspace>/workflows`) with the engine's loader, checks `shared/` against the
+//!   shared-storage registration, and reports each problem, naming the file. Exits non-zero
+//!   when any is found; otherwise prints one summary line and a warning per unused class.
 //! - `crd [--check]` ([`crd`]): writes `deploy/crd.yaml` from the MPDCluster type, or with
 //!   `--check` fails when the checked-in file is stale.
 //!
@@ -59,30 +60,47 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// `path` relative to the current directory when it lies below it, so messages stay short.
+fn relative_to_cwd(path: PathBuf) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .filter(|relative| !relative.as_os_str().is_empty())
+        .unwrap_or(path)
+}
+
+/// `check-flows`: the summary line on stdout and warnings on stderr, or every problem.
 fn run_check_flows(dir: Option<PathBuf>) -> ExitCode {
-    let root = dir.unwrap_or_else(|| workspace_root().join("workflows"));
-    match check_flows::check_flows(&root) {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
+    let root = dir.unwrap_or_else(|| relative_to_cwd(workspace_root().join("workflows")));
+    match check_flows::check_flows(&root, &[check_flows::Registration::shared()]) {
+        Ok(summary) => {
+            println!("{}", summary.line());
+            for warning in summary.warnings() {
+                eprintln!("{warning}");
             }
             ExitCode::SUCCESS
         }
-        Err(lines) => {
-            for line in lines {
-                eprintln!("{line}");
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
             }
+            eprintln!(
+                "check-flows: {} problem(s) in {}",
+                problems.len(),
+                root.display()
+            );
             ExitCode::FAILURE
         }
     }
 }
 
+/// `crd`: writes or checks `deploy/crd.yaml`.
 fn run_crd(check: bool) -> ExitCode {
-    let path = workspace_root().join(crd::CRD_PATH);
+    let path = relative_to_cwd(workspace_root().join(crd::CRD_PATH));
     let result = if check {
-        crd::check(&path).map(|()| format!("crd: {} is up to date", crd::CRD_PATH))
+        crd::check(&path).map(|()| format!("crd: {} is up to date", path.display()))
     } else {
-        crd::write(&path).map(|()| format!("crd: wrote {}", crd::CRD_PATH))
+        crd::write(&path).map(|()| format!("crd: wrote {}", path.display()))
     };
     match result {
         Ok(line) => {
