@@ -1,14 +1,58 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
-//! - `check-flows`: loads every flow directory under `workflows/` with the engine's loader
-//!   (group expansion and validation included) and reports the first problem of each
-//!   directory, naming the file. Exits non-zero when any directory is invalid.
+//! - `check-flows [DIR]` ([`check_flows`]): loads every flow directory under `DIR` (default
+//!   `<workspace>/workflows`) with the engine's loader, checks `shared/` against the
+//!   shared-storage registration, and reports each problem, naming the file. Exits non-zero
+//!   when any is found; otherwise prints one summary line and a warning per unused class.
+//! - `crd [--check]` ([`crd`]): writes `deploy/crd.yaml` from the MPDCluster type, or with
+//!   `--check` fails when the checked-in file is stale.
+//!
+//! A usage error exits with status 2.
+
+mod check_flows;
+mod crd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use wf_engine::{FlowLoader, RetryPolicy, YamlDirLoader};
+/// The usage line printed on a usage error.
+const USAGE: &str = "usage: cargo xtask check-flows [DIR] | cargo xtask crd [--check]";
 
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    /// `check-flows [DIR]`; `None` means `<workspace>/workflows`.
+    CheckFlows(Option<PathBuf>),
+    /// `crd` (write) or `crd --check`.
+    Crd {
+        /// Only compare, do not write.
+        check: bool,
+    },
+    /// `help`, `-h` or `--help`.
+    Help,
+}
+
+/// Parses the arguments after the program name; `Err` is a usage error.
+fn parse(args: &[String]) -> Result<Command, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["check-flows"] => Ok(Command::CheckFlows(None)),
+        ["check-flows", dir] if !dir.starts_with('-') => {
+            Ok(Command::CheckFlows(Some(PathBuf::from(dir))))
+        }
+        ["crd"] => Ok(Command::Crd { check: false }),
+        ["crd", "--check"] => Ok(Command::Crd { check: true }),
+        ["help" | "-h" | "--help"] => Ok(Command::Help),
+        [] => Err("no task given".to_owned()),
+        [task, ..] if matches!(*task, "check-flows" | "crd") => Err(format!(
+            "unexpected arguments to `{task}`: {}",
+            args[1..].join(" ")
+        )),
+        [task, ..] => Err(format!("unknown task `{task}`")),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -16,69 +60,71 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Checks every `<root>/<resource type>/` directory; returns the report lines and whether
-/// all were valid.
-fn check_flows(root: &Path) -> Result<Vec<String>, Vec<String>> {
-    let mut ok = Vec::new();
-    let mut errors = Vec::new();
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) => return Err(vec![format!("cannot read {}: {e}", root.display())]),
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let Some(resource_type) = dir.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        match YamlDirLoader::new(root, resource_type).load(&RetryPolicy::default()) {
-            Ok(catalog) => {
-                let steps: usize = catalog.flows().map(|f| f.steps.len()).sum();
-                ok.push(format!(
-                    "{resource_type}: {} flows, {steps} steps, {} classes",
-                    catalog.len(),
-                    catalog.used_classes().len()
-                ));
+/// `path` relative to the current directory when it lies below it, so messages stay short.
+fn relative_to_cwd(path: PathBuf) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .filter(|relative| !relative.as_os_str().is_empty())
+        .unwrap_or(path)
+}
+
+/// `check-flows`: the summary line on stdout and warnings on stderr, or every problem.
+fn run_check_flows(dir: Option<PathBuf>) -> ExitCode {
+    let root = dir.unwrap_or_else(|| relative_to_cwd(workspace_root().join("workflows")));
+    match check_flows::check_flows(&root, &[check_flows::Registration::shared()]) {
+        Ok(summary) => {
+            println!("{}", summary.line());
+            for warning in summary.warnings() {
+                eprintln!("{warning}");
             }
-            Err(err) => errors.push(format!("error: {err}")),
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!(
+                "check-flows: {} problem(s) in {}",
+                problems.len(),
+                root.display()
+            );
+            ExitCode::FAILURE
         }
     }
-    if errors.is_empty() {
-        Ok(ok)
+}
+
+/// `crd`: writes or checks `deploy/crd.yaml`.
+fn run_crd(check: bool) -> ExitCode {
+    let path = relative_to_cwd(workspace_root().join(crd::CRD_PATH));
+    let result = if check {
+        crd::check(&path).map(|()| format!("crd: {} is up to date", path.display()))
     } else {
-        Err(errors)
+        crd::write(&path).map(|()| format!("crd: wrote {}", path.display()))
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("check-flows") => {
-            let root = args
-                .get(1)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace_root().join("workflows"));
-            match check_flows(&root) {
-                Ok(lines) => {
-                    for line in lines {
-                        println!("{line}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(lines) => {
-                    for line in lines {
-                        eprintln!("{line}");
-                    }
-                    ExitCode::FAILURE
-                }
-            }
+    match parse(&args) {
+        Ok(Command::CheckFlows(dir)) => run_check_flows(dir),
+        Ok(Command::Crd { check }) => run_crd(check),
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!("usage: cargo xtask check-flows [DIR]");
+        Err(problem) => {
+            eprintln!("error: {problem}\n{USAGE}");
             ExitCode::from(2)
         }
     }
@@ -88,33 +134,39 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    #[test]
-    fn repository_flows_are_valid() {
-        let lines = check_flows(&workspace_root().join("workflows")).expect("valid flows");
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with("quickstart: 1 flows, 3 steps")),
-            "{lines:?}"
-        );
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
     }
 
     #[test]
-    fn broken_flow_is_reported_with_its_file() {
-        let root = tempfile_dir();
-        std::fs::create_dir_all(root.join("demo")).unwrap();
-        std::fs::write(root.join("demo/Bad.yaml"), "flowName: Bad\nsteps: []\n").unwrap();
-        let errors = check_flows(&root).unwrap_err();
-        assert!(
-            errors[0].contains("Bad.yaml") && errors[0].contains("has no steps"),
-            "{errors:?}"
+    fn tasks_and_their_options_are_parsed() {
+        assert_eq!(
+            parse(&args(&["check-flows"])),
+            Ok(Command::CheckFlows(None))
         );
-        std::fs::remove_dir_all(root).unwrap();
+        assert_eq!(
+            parse(&args(&["check-flows", "some/dir"])),
+            Ok(Command::CheckFlows(Some(PathBuf::from("some/dir"))))
+        );
+        assert_eq!(parse(&args(&["crd"])), Ok(Command::Crd { check: false }));
+        assert_eq!(
+            parse(&args(&["crd", "--check"])),
+            Ok(Command::Crd { check: true })
+        );
+        assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    #[test]
+    fn unknown_tasks_and_extra_arguments_are_usage_errors() {
+        for bad in [
+            &[][..],
+            &["frobnicate"][..],
+            &["check-flows", "a", "b"][..],
+            &["check-flows", "--check"][..],
+            &["crd", "--chek"][..],
+            &["crd", "--check", "x"][..],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 }
