@@ -41,9 +41,16 @@ impl MpdClusterResource {
     }
 
     /// Reads `namespace/name` from `store`.
-    pub async fn load(store: Arc<dyn ClusterStore>, namespace: &str, name: &str) -> Result<Self, ResourceError> {
+    pub async fn load(
+        store: Arc<dyn ClusterStore>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Self, ResourceError> {
         let key = ResourceKey::new(namespace, name);
-        let cr = store.get(namespace, name).await.map_err(|e| resource_error(&key, e))?;
+        let cr = store
+            .get(namespace, name)
+            .await
+            .map_err(|e| resource_error(&key, e))?;
         Ok(Self::new(store, cr))
     }
 
@@ -52,7 +59,11 @@ impl MpdClusterResource {
         &self.cr
     }
 
-    async fn write(&self, change: impl Fn(&mut MPDCluster), status: bool) -> Result<Self, ResourceError> {
+    async fn write(
+        &self,
+        change: impl Fn(&mut MPDCluster),
+        status: bool,
+    ) -> Result<Self, ResourceError> {
         for _ in 0..WRITE_ATTEMPTS {
             let mut fresh = self
                 .store
@@ -122,7 +133,11 @@ impl StateResource for MpdClusterResource {
 
     async fn update_state(&self, state: State) -> Result<Self, ResourceError> {
         self.write(
-            |cr| cr.status.get_or_insert_with(Default::default).cluster_status = state.to_string(),
+            |cr| {
+                cr.status
+                    .get_or_insert_with(Default::default)
+                    .cluster_status = state.to_string()
+            },
             true,
         )
         .await

@@ -9,7 +9,9 @@ pub use spec::{
     ClassInfo, DbProxyInfo, MPDCluster, MPDClusterSpec, NetCfg, ResourceAdditional, ShareStore,
     VersionCfg,
 };
-pub use status::{ClusterManagerStatus, EngineStateRecord, InstanceStatus, MPDClusterStatus, NetInfo};
+pub use status::{
+    ClusterManagerStatus, EngineStateRecord, InstanceStatus, MPDClusterStatus, NetInfo,
+};
 
 /// The finalizer the first create step adds and the deletion handler removes.
 pub const FINALIZER: &str = "mpd.finalizers.polardb.aliyun.com";

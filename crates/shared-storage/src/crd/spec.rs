@@ -112,7 +112,11 @@ pub struct ShareStore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_quota: Option<String>,
     /// Unused.
-    #[serde(default, rename = "shareVolumeWWID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "shareVolumeWWID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub share_volume_wwid: Option<String>,
     /// Unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -158,7 +158,11 @@ pub fn load(cr: &MPDCluster, mode: LoadMode) -> Result<SharedStorageCluster, Dom
         cluster.resources.insert(
             container.clone(),
             ContainerResources {
-                cpu: extra.cpu_cores.as_ref().map(|q| q.0.clone()).unwrap_or_default(),
+                cpu: extra
+                    .cpu_cores
+                    .as_ref()
+                    .map(|q| q.0.clone())
+                    .unwrap_or_default(),
                 mem_limit: extra
                     .limit_memory
                     .as_ref()
@@ -253,7 +257,11 @@ pub fn apply_spec(model: &SharedStorageCluster, cr: &MPDCluster) -> MPDCluster {
     out
 }
 
-fn instance_status(ins: &DbIns, ins_type: InsType, previous: Option<&InstanceStatus>) -> InstanceStatus {
+fn instance_status(
+    ins: &DbIns,
+    ins_type: InsType,
+    previous: Option<&InstanceStatus>,
+) -> InstanceStatus {
     InstanceStatus {
         physical_ins_id: ins.physical_ins_id.clone(),
         ins_id: ins.ins_id.clone(),
@@ -290,7 +298,11 @@ pub enum EngineStates {
 
 /// The status the aggregate implies (§2.3 "Save" step 2): logic id, state (when the model
 /// has one), CM port, every instance entry, and the leader.
-pub fn apply_status(model: &SharedStorageCluster, cr: &MPDCluster, states: EngineStates) -> MPDCluster {
+pub fn apply_status(
+    model: &SharedStorageCluster,
+    cr: &MPDCluster,
+    states: EngineStates,
+) -> MPDCluster {
     let mut out = cr.clone();
     let previous = cr.status.clone().unwrap_or_default();
     let mut status = previous.clone();
@@ -310,7 +322,10 @@ pub fn apply_status(model: &SharedStorageCluster, cr: &MPDCluster, states: Engin
     };
     let mut entries = BTreeMap::new();
     if let Some(rw) = &model.rw {
-        entries.insert(rw.ins_id.clone(), instance_status(rw, InsType::Rw, keep(&rw.ins_id)));
+        entries.insert(
+            rw.ins_id.clone(),
+            instance_status(rw, InsType::Rw, keep(&rw.ins_id)),
+        );
     }
     for (id, ro) in &model.ros {
         entries.insert(id.clone(), instance_status(ro, InsType::Ro, keep(id)));
@@ -320,7 +335,11 @@ pub fn apply_status(model: &SharedStorageCluster, cr: &MPDCluster, states: Engin
     }
     status.db_instance_status = entries;
     status.leader_instance_id = model.rw_id().to_owned();
-    status.leader_instance_host = model.rw.as_ref().map(|rw| rw.host.clone()).unwrap_or_default();
+    status.leader_instance_host = model
+        .rw
+        .as_ref()
+        .map(|rw| rw.host.clone())
+        .unwrap_or_default();
     out.status = Some(status);
     out
 }
@@ -352,7 +371,9 @@ mod tests {
                     volume_id: "wwid-1".into(),
                     ..ShareStore::default()
                 }),
-                net_cfg: Some(NetCfg { engine_start_port: 5432 }),
+                net_cfg: Some(NetCfg {
+                    engine_start_port: 5432,
+                }),
                 version_cfg: VersionCfg {
                     version_name: "1.1.1".into(),
                     engine_image: Some("engine:1".into()),
@@ -367,7 +388,10 @@ mod tests {
             logic_id: "1000".into(),
             ..MPDClusterStatus::default()
         };
-        for (id, phys, ty, state) in [("1002", "1001", "rw", "RUNNING"), ("1004", "1003", "ro", "FAILED")] {
+        for (id, phys, ty, state) in [
+            ("1002", "1001", "rw", "RUNNING"),
+            ("1004", "1003", "ro", "FAILED"),
+        ] {
             status.db_instance_status.insert(
                 id.into(),
                 InstanceStatus {
@@ -420,7 +444,13 @@ mod tests {
         if let Some(store) = other_ns.spec.share_store.as_mut() {
             store.share_pvc_namespace = Some("storage".into());
         }
-        assert_eq!(load(&other_ns, LoadMode::default()).unwrap().storage.pvc_namespace, "storage");
+        assert_eq!(
+            load(&other_ns, LoadMode::default())
+                .unwrap()
+                .storage
+                .pvc_namespace,
+            "storage"
+        );
     }
 
     #[test]
@@ -450,10 +480,18 @@ mod tests {
         }
         let saved = apply_status(&model, &apply_spec(&model, &original), EngineStates::Keep);
         let status = saved.status.unwrap();
-        assert_eq!(status.db_instance_status["1004"].current_state.state, "FAILED");
+        assert_eq!(
+            status.db_instance_status["1004"].current_state.state,
+            "FAILED"
+        );
         assert_eq!(status.leader_instance_id, "1002");
         let synced = apply_status(&model, &original, EngineStates::FromModel);
-        assert_eq!(synced.status.unwrap().db_instance_status["1004"].current_state.state, "RUNNING");
+        assert_eq!(
+            synced.status.unwrap().db_instance_status["1004"]
+                .current_state
+                .state,
+            "RUNNING"
+        );
         let reloaded = load(&saved_spec_round_trip(), LoadMode::default()).unwrap();
         assert_eq!(reloaded.rw_id(), "1002");
     }

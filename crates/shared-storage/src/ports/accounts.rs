@@ -30,7 +30,13 @@ impl std::fmt::Debug for Account {
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates the account with a random password if it is missing; returns it.
-    async fn ensure_account(&self, cluster: &ClusterRef, logic_id: &str, name: &str, privilege: u32) -> Result<Account, PortError>;
+    async fn ensure_account(
+        &self,
+        cluster: &ClusterRef,
+        logic_id: &str,
+        name: &str,
+        privilege: u32,
+    ) -> Result<Account, PortError>;
     /// The cluster's accounts.
     async fn accounts(&self, cluster: &ClusterRef) -> Result<Vec<Account>, PortError>;
 }

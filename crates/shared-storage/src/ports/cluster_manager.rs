@@ -104,7 +104,11 @@ pub trait ClusterManager: Send + Sync {
     /// Sets the CM image (Recreate strategy).
     async fn upgrade(&self, cluster: &ClusterRef, image: &str) -> Result<(), PortError>;
     /// Moves the CM pod off `rw_node`; done when it runs elsewhere.
-    async fn ensure_affinity(&self, cluster: &ClusterRef, rw_node: &str) -> Result<Progress, PortError>;
+    async fn ensure_affinity(
+        &self,
+        cluster: &ClusterRef,
+        rw_node: &str,
+    ) -> Result<Progress, PortError>;
     /// Turns automatic failover on or off.
     async fn set_ha(&self, cluster: &ClusterRef, enabled: bool) -> Result<(), PortError>;
     /// Adds an instance; adding one already present succeeds.
@@ -112,7 +116,8 @@ pub trait ClusterManager: Send + Sync {
     /// Removes an instance; removing one absent succeeds.
     async fn remove_ins(&self, cluster: &ClusterRef, ins: &CmInstance) -> Result<(), PortError>;
     /// Planned switchover from the RW endpoint `from` to the RO endpoint `to`.
-    async fn switchover(&self, cluster: &ClusterRef, from: &str, to: &str) -> Result<(), PortError>;
+    async fn switchover(&self, cluster: &ClusterRef, from: &str, to: &str)
+        -> Result<(), PortError>;
     /// The CM's view of the cluster.
     async fn status(&self, cluster: &ClusterRef) -> Result<CmStatus, PortError>;
 }

@@ -50,9 +50,17 @@ pub trait EngineAgent: Send + Sync {
     /// Stop then start.
     async fn restart(&self, target: &EngineTarget) -> Result<(), PortError>;
     /// Creates the database accounts.
-    async fn create_accounts(&self, target: &EngineTarget, accounts: &[Account]) -> Result<(), PortError>;
+    async fn create_accounts(
+        &self,
+        target: &EngineTarget,
+        accounts: &[Account],
+    ) -> Result<(), PortError>;
     /// Applies parameters.
-    async fn update_params(&self, target: &EngineTarget, params: &BTreeMap<String, String>) -> Result<(), PortError>;
+    async fn update_params(
+        &self,
+        target: &EngineTarget,
+        params: &BTreeMap<String, String>,
+    ) -> Result<(), PortError>;
     /// Grows the PFS file system to the volume's size.
     async fn grow_storage(&self, target: &EngineTarget) -> Result<(), PortError>;
     /// One health probe.

@@ -56,9 +56,17 @@ pub trait ParamStore: Send + Sync {
     /// The running parameters; `None` when not created yet.
     async fn running_params(&self, cluster: &ClusterRef) -> Result<Option<ParamSet>, PortError>;
     /// Writes the user parameters (create or update; never delete-and-recreate).
-    async fn save_user_params(&self, cluster: &ClusterRef, params: &ParamSet) -> Result<(), PortError>;
+    async fn save_user_params(
+        &self,
+        cluster: &ClusterRef,
+        params: &ParamSet,
+    ) -> Result<(), PortError>;
     /// Writes the running parameters.
-    async fn save_running_params(&self, cluster: &ClusterRef, params: &ParamSet) -> Result<(), PortError>;
+    async fn save_running_params(
+        &self,
+        cluster: &ClusterRef,
+        params: &ParamSet,
+    ) -> Result<(), PortError>;
     /// The engine's parameter template.
     async fn template(&self) -> Result<ParamTemplate, PortError>;
     /// The parameters a class sets.

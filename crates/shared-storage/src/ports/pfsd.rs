@@ -9,5 +9,10 @@ use super::{EngineTarget, PortError, Progress};
 #[async_trait]
 pub trait PfsdTool: Send + Sync {
     /// Starts pfsd with `config` on `/dev/mapper/<volume_id>`; done when it runs.
-    async fn start_pfsd(&self, target: &EngineTarget, config: &str, volume_id: &str) -> Result<Progress, PortError>;
+    async fn start_pfsd(
+        &self,
+        target: &EngineTarget,
+        config: &str,
+        volume_id: &str,
+    ) -> Result<Progress, PortError>;
 }

@@ -97,5 +97,10 @@ pub trait PodManager: Send + Sync {
     /// Deletes the pod; done when it is gone (a missing pod is done).
     async fn delete_pod(&self, namespace: &str, pod_name: &str) -> Result<Progress, PortError>;
     /// Sets the `apsara.metric.db_ins_type` label.
-    async fn label_ins_type(&self, namespace: &str, pod_name: &str, ins_type: InsType) -> Result<(), PortError>;
+    async fn label_ins_type(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        ins_type: InsType,
+    ) -> Result<(), PortError>;
 }

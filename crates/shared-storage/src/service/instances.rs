@@ -21,7 +21,10 @@ fn unknown(model: &SharedStorageCluster, ins_id: &str) -> ServiceError {
 }
 
 /// A mutable reference to the instance `ins_id` wherever it is.
-pub(crate) fn instance_mut<'a>(model: &'a mut SharedStorageCluster, ins_id: &str) -> Option<&'a mut DbIns> {
+pub(crate) fn instance_mut<'a>(
+    model: &'a mut SharedStorageCluster,
+    ins_id: &str,
+) -> Option<&'a mut DbIns> {
     if model.rw.as_ref().is_some_and(|rw| rw.ins_id == ins_id) {
         return model.rw.as_mut();
     }
@@ -122,7 +125,9 @@ impl SharedStorageService {
                 namespace: model.storage.pvc_namespace.clone(),
                 name: model.storage.pvc_name.clone(),
             };
-            if let Progress::Pending { reason } = self.ports.storage.set_write_lock(&pvc, &node).await? {
+            if let Progress::Pending { reason } =
+                self.ports.storage.set_write_lock(&pvc, &node).await?
+            {
                 return Ok(Progress::Pending { reason });
             }
         }
@@ -155,7 +160,10 @@ impl SharedStorageService {
         }
         if as_type == InsType::Rw {
             let accounts = self.ports.accounts.accounts(&cluster_ref(model)).await?;
-            self.ports.engine.create_accounts(&target, &accounts).await?;
+            self.ports
+                .engine
+                .create_accounts(&target, &accounts)
+                .await?;
         }
         self.ports.engine.setup_log_agent(&target).await?;
         if let Some(record) = instance_mut(model, ins_id) {
@@ -167,26 +175,35 @@ impl SharedStorageService {
 
     /// Adds `ins_id` to the cluster manager as `role` and waits until the CM reports it
     /// `RUNNING` (`FAILED` is an error, retried).
-    pub async fn ensure_in_cm(&self, model: &SharedStorageCluster, ins_id: &str, role: CmRole) -> Outcome {
+    pub async fn ensure_in_cm(
+        &self,
+        model: &SharedStorageCluster,
+        ins_id: &str,
+        role: CmRole,
+    ) -> Outcome {
         let (_, ins) = model.find(ins_id).ok_or_else(|| unknown(model, ins_id))?;
         let cluster = cluster_ref(model);
         let cm = &self.ports.cluster_manager;
         let status = cm.status(&cluster).await?;
         match status.instance(&ins.endpoint()) {
-            Some(found) if found.phase.eq_ignore_ascii_case(PHASE_RUNNING) => Ok(Progress::Done(())),
-            Some(found) if found.phase.eq_ignore_ascii_case("failed") => Err(ServiceError::Port(
-                crate::ports::PortError::Unavailable {
+            Some(found) if found.phase.eq_ignore_ascii_case(PHASE_RUNNING) => {
+                Ok(Progress::Done(()))
+            }
+            Some(found) if found.phase.eq_ignore_ascii_case("failed") => {
+                Err(ServiceError::Port(crate::ports::PortError::Unavailable {
                     port: "cluster-manager",
                     message: format!("instance {ins_id} is FAILED in the cluster manager"),
-                },
-            )),
+                }))
+            }
             Some(found) => Ok(Progress::pending(format!(
                 "instance {ins_id} is {} in the cluster manager",
                 found.phase
             ))),
             None => {
                 cm.add_ins(&cluster, &Self::cm_instance(ins, role)).await?;
-                Ok(Progress::pending(format!("instance {ins_id} added to the cluster manager")))
+                Ok(Progress::pending(format!(
+                    "instance {ins_id} added to the cluster manager"
+                )))
             }
         }
     }
@@ -195,16 +212,30 @@ impl SharedStorageService {
     pub async fn ensure_not_in_cm(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
         let cluster = cluster_ref(model);
         let cm = &self.ports.cluster_manager;
-        if cm.status(&cluster).await?.instance(&ins.endpoint()).is_some() {
-            let role = if model.rw_id() == ins.ins_id { CmRole::Rw } else { CmRole::Ro };
-            cm.remove_ins(&cluster, &Self::cm_instance(ins, role)).await?;
+        if cm
+            .status(&cluster)
+            .await?
+            .instance(&ins.endpoint())
+            .is_some()
+        {
+            let role = if model.rw_id() == ins.ins_id {
+                CmRole::Rw
+            } else {
+                CmRole::Ro
+            };
+            cm.remove_ins(&cluster, &Self::cm_instance(ins, role))
+                .await?;
         }
         Ok(Progress::Done(()))
     }
 
     /// Takes `ins` out of the cluster manager, stops its engine (errors ignored) and deletes
     /// its pod; done when the pod is gone.
-    pub async fn ensure_instance_deleted(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
+    pub async fn ensure_instance_deleted(
+        &self,
+        model: &SharedStorageCluster,
+        ins: &DbIns,
+    ) -> Outcome {
         if let Progress::Pending { reason } = self.ensure_not_in_cm(model, ins).await? {
             return Ok(Progress::Pending { reason });
         }
@@ -221,9 +252,17 @@ impl SharedStorageService {
 
     /// Done when the engine of `ins` answers its health probe.
     pub async fn health_check(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
-        match self.ports.engine.health(&Self::engine_target(model, ins)).await? {
+        match self
+            .ports
+            .engine
+            .health(&Self::engine_target(model, ins))
+            .await?
+        {
             Health::Ok => Ok(Progress::Done(())),
-            other => Ok(Progress::pending(format!("engine of {} is {other:?}", ins.ins_id))),
+            other => Ok(Progress::pending(format!(
+                "engine of {} is {other:?}",
+                ins.ins_id
+            ))),
         }
     }
 }
@@ -257,7 +296,11 @@ impl SharedStorageService {
         let cluster = cluster_ref(model);
         let cm = &self.ports.cluster_manager;
         let status = cm.status(&cluster).await?;
-        if status.rw.as_ref().is_some_and(|rw| rw.endpoint == target.endpoint()) {
+        if status
+            .rw
+            .as_ref()
+            .is_some_and(|rw| rw.endpoint == target.endpoint())
+        {
             swap_rw(model, target_id);
             self.save(model).await?;
             return Ok(Progress::Done(()));
@@ -266,7 +309,9 @@ impl SharedStorageService {
             Some(found) if found.phase.eq_ignore_ascii_case(PHASE_RUNNING) => {
                 let from = model.rw.as_ref().map(DbIns::endpoint).unwrap_or_default();
                 cm.switchover(&cluster, &from, &target.endpoint()).await?;
-                Ok(Progress::pending(format!("switchover to {target_id} requested")))
+                Ok(Progress::pending(format!(
+                    "switchover to {target_id} requested"
+                )))
             }
             Some(found) => Ok(Progress::pending(format!(
                 "switchover target {target_id} is {}",

@@ -101,10 +101,16 @@ impl SharedStorageService {
     }
 
     /// Sets `status.clusterStatus` (no write when it already has that value).
-    pub async fn set_cluster_status(&self, cluster: &ClusterRef, state: &str) -> Result<MPDCluster, ServiceError> {
+    pub async fn set_cluster_status(
+        &self,
+        cluster: &ClusterRef,
+        state: &str,
+    ) -> Result<MPDCluster, ServiceError> {
         self.modify(cluster, |cr| {
             let mut out = cr.clone();
-            out.status.get_or_insert_with(Default::default).cluster_status = state.to_owned();
+            out.status
+                .get_or_insert_with(Default::default)
+                .cluster_status = state.to_owned();
             out
         })
         .await

@@ -38,13 +38,18 @@ fn ensure_cm_rw_affinity<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -
 
 fn upgrade_cm_version<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> StepFuture<'a> {
     Box::pin(async move {
-        let image = c
-            .cr
-            .spec
-            .version_cfg_modify_to
-            .as_ref()
-            .and_then(|v| v.cluster_manager_image.clone())
-            .or_else(|| c.model.image_info.images.get(image_key::CLUSTER_MANAGER).cloned());
+        let image =
+            c.cr.spec
+                .version_cfg_modify_to
+                .as_ref()
+                .and_then(|v| v.cluster_manager_image.clone())
+                .or_else(|| {
+                    c.model
+                        .image_info
+                        .images
+                        .get(image_key::CLUSTER_MANAGER)
+                        .cloned()
+                });
         let Some(image) = image.filter(|i| !i.is_empty()) else {
             return Ok(Progress::Done(()));
         };
@@ -53,12 +58,19 @@ fn upgrade_cm_version<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> S
 }
 
 fn remove_cluster_manager<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> StepFuture<'a> {
-    Box::pin(async move { Ok(svc.ports().cluster_manager.remove(&cluster_ref(&c.model)).await?) })
+    Box::pin(async move {
+        Ok(svc
+            .ports()
+            .cluster_manager
+            .remove(&cluster_ref(&c.model))
+            .await?)
+    })
 }
 
 fn update_running_status<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> StepFuture<'a> {
     Box::pin(async move {
-        svc.set_cluster_status(&cluster_ref(&c.model), "Running").await?;
+        svc.set_cluster_status(&cluster_ref(&c.model), "Running")
+            .await?;
         Ok(Progress::Done(()))
     })
 }
@@ -94,7 +106,11 @@ mod tests {
             });
         let f = f.build();
         assert_eq!(f.run("DisableHA").await, Ok(Progress::Done(())));
-        assert_eq!(f.run("DisableHA").await, Ok(Progress::Done(())), "second run calls set_ha no more");
+        assert_eq!(
+            f.run("DisableHA").await,
+            Ok(Progress::Done(())),
+            "second run calls set_ha no more"
+        );
         assert!(!*ha.lock().unwrap());
     }
 
@@ -129,7 +145,11 @@ mod tests {
             .returning(|_, _| Ok(Progress::Done(())));
         let f = f.build();
         assert_eq!(f.run("EnsureCmRwAffinity").await, Ok(Progress::Done(())));
-        assert_eq!(f.run("EnsureCmRwAffinity").await, Ok(Progress::Done(())), "a check, no duplicate work");
+        assert_eq!(
+            f.run("EnsureCmRwAffinity").await,
+            Ok(Progress::Done(())),
+            "a check, no duplicate work"
+        );
     }
 
     #[tokio::test]
@@ -139,6 +159,10 @@ mod tests {
         assert_eq!(f.state(), "Running");
         let writes = f.status_writes();
         assert_eq!(f.run("UpdateRunningStatus").await, Ok(Progress::Done(())));
-        assert_eq!(f.status_writes(), writes, "no second write when already Running");
+        assert_eq!(
+            f.status_writes(),
+            writes,
+            "no second write when already Running"
+        );
     }
 }

@@ -14,7 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wf_engine::{async_trait, CancellationToken, StepContext, StepError, StepOutcome, StepRegistry};
+use wf_engine::{
+    async_trait, CancellationToken, StepContext, StepError, StepOutcome, StepRegistry,
+};
 
 use crate::domain::{DomainError, LoadMode};
 use crate::ports::{ClusterRef, Progress};
@@ -83,7 +85,12 @@ impl wf_engine::Step for ServiceStep {
             modify_class: ctx.get_opt::<bool>("modifyClass")?.unwrap_or(false),
             upgrade: ctx.get_opt::<bool>("upgrade")?.unwrap_or(false),
         };
-        self.loaded = Some(self.service.load(&cluster, mode).await.map_err(step_error)?);
+        self.loaded = Some(
+            self.service
+                .load(&cluster, mode)
+                .await
+                .map_err(step_error)?,
+        );
         Ok(())
     }
 
@@ -92,11 +99,16 @@ impl wf_engine::Step for ServiceStep {
             .loaded
             .as_mut()
             .ok_or_else(|| StepError::failed(format!("step {} ran without init", self.name)))?;
-        match (self.run)(&self.service, loaded).await.map_err(step_error)? {
+        match (self.run)(&self.service, loaded)
+            .await
+            .map_err(step_error)?
+        {
             Progress::Done(()) => Ok(StepOutcome::Done),
             Progress::Pending { reason } => {
                 tracing::debug!(step = self.name, %reason, "waiting");
-                Ok(StepOutcome::waiting_for(self.service.config().poll_interval))
+                Ok(StepOutcome::waiting_for(
+                    self.service.config().poll_interval,
+                ))
             }
         }
     }
@@ -113,7 +125,10 @@ mod tests {
         let declared: BTreeSet<&str> = crate::registration::STEP_CLASSES.into_iter().collect();
         let missing: Vec<_> = declared.difference(&implemented).collect();
         let extra: Vec<_> = implemented.difference(&declared).collect();
-        assert!(extra.is_empty(), "steps not declared in registration: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "steps not declared in registration: {extra:?}"
+        );
         // Filled in as the step groups land.
         assert!(missing.len() < declared.len(), "no step implemented");
     }

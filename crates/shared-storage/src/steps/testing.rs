@@ -121,7 +121,9 @@ pub fn running_cluster() -> MPDCluster {
         instance("1003", "1004", "ro", "node-2", 2),
         instance("1005", "1006", "ro", "node-3", 3),
     ] {
-        status.db_instance_status.insert(entry.ins_id.clone(), entry);
+        status
+            .db_instance_status
+            .insert(entry.ins_id.clone(), entry);
     }
     cr.status = Some(status);
     cr
@@ -178,7 +180,9 @@ impl Fixture {
             .load(&self.cluster, mode)
             .await
             .map_err(|e| e.to_string())?;
-        body(&self.service, &mut loaded).await.map_err(|e| e.to_string())
+        body(&self.service, &mut loaded)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The stored object now.
@@ -252,7 +256,9 @@ impl FixtureBuilder {
         let cr = self.cr.clone();
         store.expect_get().returning(move |ns, name| {
             let cr = cr.lock().unwrap();
-            if cr.metadata.namespace.as_deref() == Some(ns) && cr.metadata.name.as_deref() == Some(name) {
+            if cr.metadata.namespace.as_deref() == Some(ns)
+                && cr.metadata.name.as_deref() == Some(name)
+            {
                 Ok(cr.clone())
             } else {
                 Err(PortError::NotFound {
