@@ -2,6 +2,7 @@
 //! idempotent (it checks the world before acting) and never waits: when the outside world
 //! is not ready it returns [`Progress::Pending`], and the step reports `Waiting`.
 
+mod cleanup;
 mod cluster_manager;
 mod error;
 mod instances;
@@ -9,6 +10,7 @@ mod repository;
 
 use std::time::Duration;
 
+pub use cleanup::ApplyTarget;
 pub use error::ServiceError;
 pub use instances::PHASE_RUNNING;
 pub use repository::Loaded;

@@ -5,6 +5,7 @@
 //! result maps onto the engine's outcomes: done, `Pending` → `Waiting`, an interrupt →
 //! `Interrupt`, anything else → a retryable failure.
 
+mod cleanup;
 mod ha;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub type StepFn = for<'a> fn(&'a SharedStorageService, &'a mut Loaded) -> StepFu
 pub fn all_steps() -> Vec<(&'static str, StepFn)> {
     let mut steps = Vec::new();
     steps.extend_from_slice(ha::STEPS);
+    steps.extend_from_slice(cleanup::STEPS);
     steps
 }
 
