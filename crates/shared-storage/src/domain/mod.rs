@@ -2,12 +2,14 @@
 //!
 //! - [`SharedStorageCluster`]: the aggregate (§2.1);
 //! - [`ids`], [`fs_id`], [`topology`]: allocation of ids, PFS host ids and the initial
-//!   instances (§2.2, §2.5 init_meta).
+//!   instances (§2.2, §2.5 init_meta);
+//! - [`temp_ro`]: replacement planning and temp RO lifecycle.
 
 mod cluster;
 mod error;
 pub mod fs_id;
 pub mod ids;
+pub mod temp_ro;
 pub mod topology;
 
 pub use cluster::{
@@ -17,4 +19,9 @@ pub use cluster::{
 pub use error::{interrupt, DomainError};
 pub use fs_id::{next_fs_id, next_fs_ids, FS_ID_POOL};
 pub use ids::{compare_ins_ids, ids_needed, layout_ids, IdLayout};
+pub use temp_ro::{
+    convert_temp_ro_for_rw_to_ro, duplicate_phys_to_drop, failed_non_leader, init_temp_ro_meta,
+    parse_migrate, phys_ids_to_replace, plan_added_ro, plan_replacements, promote_temp_ro,
+    temp_ro_for_rw,
+};
 pub use topology::build_initial_instances;
