@@ -3,7 +3,8 @@
 //! - [`SharedStorageCluster`]: the aggregate (§2.1);
 //! - [`ids`], [`fs_id`], [`topology`]: allocation of ids, PFS host ids and the initial
 //!   instances (§2.2, §2.5 init_meta);
-//! - [`temp_ro`]: replacement planning and temp RO lifecycle.
+//! - [`temp_ro`]: replacement planning and temp RO lifecycle;
+//! - [`triggers`]: the state machine's trigger predicates (§3.3).
 
 mod cluster;
 mod error;
@@ -11,6 +12,7 @@ pub mod fs_id;
 pub mod ids;
 pub mod temp_ro;
 pub mod topology;
+pub mod triggers;
 
 pub use cluster::{
     image_key, ClassSpec, ContainerResources, DbIns, EngineState, ImageInfo, InsType,
