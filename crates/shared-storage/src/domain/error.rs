@@ -34,6 +34,15 @@ pub enum DomainError {
         /// How many came.
         got: usize,
     },
+    /// An engine parameter the rules need is missing or has a value they cannot use
+    /// (e.g. a non-integer `max_connections`).
+    #[error("engine parameter {name}: {message}")]
+    InvalidParam {
+        /// The parameter name.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The resource or the model is inconsistent.
     #[error("cluster {cluster}: {message}")]
     Invalid {

@@ -4,12 +4,14 @@
 //! - [`ids`], [`fs_id`], [`topology`]: allocation of ids, PFS host ids and the initial
 //!   instances (§2.2, §2.5 init_meta);
 //! - [`temp_ro`]: replacement planning and temp RO lifecycle;
-//! - [`triggers`]: the state machine's trigger predicates (§3.3).
+//! - [`triggers`]: the state machine's trigger predicates (§3.3);
+//! - [`params`]: the engine-parameter algorithms (§2.4 J).
 
 mod cluster;
 mod error;
 pub mod fs_id;
 pub mod ids;
+pub mod params;
 pub mod temp_ro;
 pub mod topology;
 pub mod triggers;
@@ -21,6 +23,10 @@ pub use cluster::{
 pub use error::{interrupt, DomainError};
 pub use fs_id::{next_fs_id, next_fs_ids, FS_ID_POOL};
 pub use ids::{compare_ins_ids, ids_needed, layout_ids, IdLayout};
+pub use params::{
+    connection_flush_plan, effective_params, parse_cm_time, user_params_for_class, EffectiveParams,
+    FlushPlan,
+};
 pub use temp_ro::{
     convert_temp_ro_for_rw_to_ro, duplicate_phys_to_drop, failed_non_leader, init_temp_ro_meta,
     parse_migrate, phys_ids_to_replace, plan_added_ro, plan_replacements, promote_temp_ro,
