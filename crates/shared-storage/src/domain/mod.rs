@@ -5,9 +5,11 @@
 //!   instances (§2.2, §2.5 init_meta);
 //! - [`temp_ro`]: replacement planning and temp RO lifecycle;
 //! - [`triggers`]: the state machine's trigger predicates (§3.3);
-//! - [`params`]: the engine-parameter algorithms (§2.4 J).
+//! - [`params`]: the engine-parameter algorithms (§2.4 J);
+//! - [`engine_state`]: folding the cluster manager's reports into the model.
 
 mod cluster;
+pub mod engine_state;
 mod error;
 pub mod fs_id;
 pub mod ids;
@@ -20,6 +22,7 @@ pub use cluster::{
     image_key, ClassSpec, ContainerResources, DbIns, EngineState, ImageInfo, InsType,
     InterruptInfo, LoadMode, SharedStorageCluster, StorageInfo,
 };
+pub use engine_state::{set_ins_state, set_rw, sync_from_cm};
 pub use error::{interrupt, DomainError};
 pub use fs_id::{next_fs_id, next_fs_ids, FS_ID_POOL};
 pub use ids::{compare_ins_ids, ids_needed, layout_ids, IdLayout};
