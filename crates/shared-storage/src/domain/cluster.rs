@@ -246,4 +246,9 @@ impl SharedStorageCluster {
     pub fn rw_id(&self) -> &str {
         self.rw.as_ref().map_or("", |rw| rw.ins_id.as_str())
     }
+
+    /// `namespace/name`, how errors name the cluster.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }

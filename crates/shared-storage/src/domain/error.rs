@@ -34,6 +34,24 @@ pub enum DomainError {
         /// How many came.
         got: usize,
     },
+    /// The cluster manager reports an instance at an endpoint (`clientIP:port`) that no
+    /// instance of the model has.
+    #[error("cluster {cluster}: no instance at endpoint `{endpoint}`")]
+    UnknownEndpoint {
+        /// `namespace/name`.
+        cluster: String,
+        /// The endpoint reported by the cluster manager.
+        endpoint: String,
+    },
+    /// An engine parameter the rules need is missing or has a value they cannot use
+    /// (e.g. a non-integer `max_connections`).
+    #[error("engine parameter {name}: {message}")]
+    InvalidParam {
+        /// The parameter name.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The resource or the model is inconsistent.
     #[error("cluster {cluster}: {message}")]
     Invalid {

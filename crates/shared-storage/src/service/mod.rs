@@ -4,8 +4,10 @@
 
 mod cleanup;
 mod cluster_manager;
+mod create;
 mod error;
 mod instances;
+mod replace;
 mod repository;
 
 use std::time::Duration;

@@ -1,8 +1,6 @@
 //! Replacing, adding, moving and removing instances: the temp-RO plan and its execution
 //! (domain §2.2, §2.5 delete_old_ins / ensure_new_ro_up_to_date; §4.3).
 
-use std::collections::BTreeMap;
-
 use super::{cluster_ref, Outcome, ServiceError, SharedStorageService};
 use crate::domain::mapping::EngineStates;
 use crate::domain::{
@@ -331,9 +329,4 @@ impl SharedStorageService {
 pub fn migrate_target(model: &SharedStorageCluster, migrate: Option<&str>) -> Option<String> {
     let (ins_id, node) = migrate.and_then(temp_ro::parse_migrate)?;
     (ins_id != model.rw_id()).then_some(node)
-}
-
-/// The plan as a map (for tests and logs).
-pub fn plan_of(model: &SharedStorageCluster) -> BTreeMap<String, String> {
-    model.temp_ro_ids.clone()
 }

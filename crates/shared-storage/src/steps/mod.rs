@@ -6,6 +6,7 @@
 //! `Interrupt`, anything else → a retryable failure.
 
 mod cleanup;
+mod create;
 mod ha;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub fn all_steps() -> Vec<(&'static str, StepFn)> {
     let mut steps = Vec::new();
     steps.extend_from_slice(ha::STEPS);
     steps.extend_from_slice(cleanup::STEPS);
+    steps.extend_from_slice(create::STEPS);
     steps
 }
 
