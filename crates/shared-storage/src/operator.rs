@@ -39,7 +39,13 @@ pub struct OperatorBuilder {
     flow_dir: PathBuf,
     service: ServiceConfig,
     workflow: WorkflowConfig,
-    mementos: Option<Box<dyn FnOnce(wf_engine::WorkflowManagerBuilder<MpdClusterResource>) -> wf_engine::WorkflowManagerBuilder<MpdClusterResource>>>,
+    mementos: Option<
+        Box<
+            dyn FnOnce(
+                wf_engine::WorkflowManagerBuilder<MpdClusterResource>,
+            ) -> wf_engine::WorkflowManagerBuilder<MpdClusterResource>,
+        >,
+    >,
     hooks: Vec<Arc<dyn WorkflowHook>>,
 }
 
@@ -72,7 +78,10 @@ impl OperatorBuilder {
 
     /// Where runtimes are persisted (default: in memory).
     #[must_use]
-    pub fn memento_store(mut self, factory: impl MementoStorageFactory<MpdClusterResource> + 'static) -> Self {
+    pub fn memento_store(
+        mut self,
+        factory: impl MementoStorageFactory<MpdClusterResource> + 'static,
+    ) -> Self {
         self.mementos = Some(Box::new(move |b| b.memento_store(factory)));
         self
     }
@@ -116,7 +125,10 @@ impl OperatorBuilder {
 pub fn checker(
     name: &'static str,
     target: &'static str,
-) -> Result<impl Fn(&MpdClusterResource) -> Result<Option<Event>, BoxError> + Send + Sync + 'static, wf_engine::Error> {
+) -> Result<
+    impl Fn(&MpdClusterResource) -> Result<Option<Event>, BoxError> + Send + Sync + 'static,
+    wf_engine::Error,
+> {
     let predicate = triggers::by_name(name)
         .ok_or_else(|| wf_engine::Error::Setup(format!("no trigger named `{name}`")))?;
     Ok(move |resource: &MpdClusterResource| {

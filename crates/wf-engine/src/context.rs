@@ -45,6 +45,7 @@ pub struct StepContext {
     values: JsonMap,
     resource_name_key: String,
     resource_namespace_key: String,
+    run: u64,
 }
 
 impl StepContext {
@@ -63,7 +64,21 @@ impl StepContext {
             values,
             resource_name_key: resource_name_key.into(),
             resource_namespace_key: resource_namespace_key.into(),
+            run: 0,
         }
+    }
+
+    /// Sets the sequence number of the run this step belongs to.
+    #[must_use]
+    pub fn with_run(mut self, seq: u64) -> Self {
+        self.run = seq;
+        self
+    }
+
+    /// The sequence number of the run (the `<seq>` of its memento key; 0 outside a run).
+    /// Steps use it to tell their own earlier progress from an older run's.
+    pub fn run_seq(&self) -> u64 {
+        self.run
     }
 
     /// The flow being run.

@@ -157,7 +157,8 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 values,
                 &inner.config.resource_name_key,
                 &inner.config.resource_namespace_key,
-            );
+            )
+            .with_run(seq);
 
             let Some(step) = inner.registry.create(&meta.class_name) else {
                 let message = format!(

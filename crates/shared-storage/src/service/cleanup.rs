@@ -61,6 +61,7 @@ impl SharedStorageService {
                         map.remove(key);
                     }
                 }
+                map.remove(super::FLOW_PROGRESS);
             }
             clear_satisfied_targets(&mut out, ApplyTarget::None);
             out
@@ -76,6 +77,7 @@ impl SharedStorageService {
             let mut out = cr.clone();
             if let Some(map) = out.metadata.annotations.as_mut() {
                 map.remove(annotations::TEMP_RO_IDS);
+                map.remove(super::FLOW_PROGRESS);
             }
             clear_satisfied_targets(&mut out, apply);
             out

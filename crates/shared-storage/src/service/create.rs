@@ -9,8 +9,7 @@ use super::{cluster_ref, Outcome, ServiceError, SharedStorageService};
 use crate::crd::FINALIZER;
 use crate::domain::{ids, image_key, topology, ClassSpec, InsType, SharedStorageCluster};
 use crate::ports::{
-    CmRole, CmSpec, ParamSet, ParamValue, PortCheck, PortPurpose, Progress, PvcRef,
-    StorageRequest,
+    CmRole, CmSpec, ParamSet, ParamValue, PortCheck, PortPurpose, Progress, PvcRef, StorageRequest,
 };
 
 /// The annotation that keeps the CM's consensus port once allocated, so a re-run of
@@ -22,15 +21,26 @@ pub const ACCOUNTS: [(&str, u32); 2] = [("aurora", 7), ("replicator", 15)];
 
 impl SharedStorageService {
     /// Resolves the class (resources) and the version (images) of the model.
-    pub async fn resolve_class_and_version(&self, model: &mut SharedStorageCluster) -> Result<(), ServiceError> {
-        let class = self.ports.classes.class(&model.class_info.class_name).await?;
+    pub async fn resolve_class_and_version(
+        &self,
+        model: &mut SharedStorageCluster,
+    ) -> Result<(), ServiceError> {
+        let class = self
+            .ports
+            .classes
+            .class(&model.class_info.class_name)
+            .await?;
         model.class_info = ClassSpec {
             class_name: class.name.clone(),
             cpu: class.cpu.clone(),
             memory: class.memory.clone(),
         };
         model.resources = class.resources;
-        let version = self.ports.versions.version(&model.image_info.version).await?;
+        let version = self
+            .ports
+            .versions
+            .version(&model.image_info.version)
+            .await?;
         model.image_info.version = version.name;
         model.image_info.images.extend(version.images);
         Ok(())
@@ -38,7 +48,10 @@ impl SharedStorageService {
 
     /// Creates the user and running parameters from the class if they do not exist yet;
     /// existing parameters (and user edits) are kept (weakness 25).
-    pub async fn ensure_initial_params(&self, model: &SharedStorageCluster) -> Result<(), ServiceError> {
+    pub async fn ensure_initial_params(
+        &self,
+        model: &SharedStorageCluster,
+    ) -> Result<(), ServiceError> {
         let cluster = cluster_ref(model);
         let params = &self.ports.params;
         let user = params.user_params(&cluster).await?;
@@ -94,7 +107,12 @@ impl SharedStorageService {
             let layout = ids::layout_ids(&cluster, &allocated, count)?;
             topology::build_initial_instances(model, &layout)?;
             if model.cm_port.is_none() {
-                model.cm_port = Some(self.ports.ports.allocate_port(PortPurpose::ClusterManager).await?);
+                model.cm_port = Some(
+                    self.ports
+                        .ports
+                        .allocate_port(PortPurpose::ClusterManager)
+                        .await?,
+                );
             }
             model.cluster_status = "Creating".to_owned();
         }
@@ -136,7 +154,11 @@ impl SharedStorageService {
 
     /// CreateClusterManager: deploys the CM; the consensus port is allocated once and kept
     /// in an annotation.
-    pub async fn create_cluster_manager(&self, model: &SharedStorageCluster, annotations_now: &BTreeMap<String, String>) -> Outcome {
+    pub async fn create_cluster_manager(
+        &self,
+        model: &SharedStorageCluster,
+        annotations_now: &BTreeMap<String, String>,
+    ) -> Outcome {
         let cluster = cluster_ref(model);
         let consensus = match annotations_now
             .get(CM_CONSENSUS_PORT)
@@ -144,7 +166,11 @@ impl SharedStorageService {
         {
             Some(port) => port,
             None => {
-                let port = self.ports.ports.allocate_port(PortPurpose::Consensus).await?;
+                let port = self
+                    .ports
+                    .ports
+                    .allocate_port(PortPurpose::Consensus)
+                    .await?;
                 self.patch_annotations(
                     &cluster,
                     &BTreeMap::from([(CM_CONSENSUS_PORT.to_owned(), Some(port.to_string()))]),
@@ -178,7 +204,10 @@ impl SharedStorageService {
     /// then adds it to the CM and waits for it to run.
     pub async fn create_rw(&self, model: &mut SharedStorageCluster) -> Outcome {
         let rw_id = model.rw_id().to_owned();
-        if let Progress::Pending { reason } = self.ensure_instance_installed(model, &rw_id, InsType::Rw).await? {
+        if let Progress::Pending { reason } = self
+            .ensure_instance_installed(model, &rw_id, InsType::Rw)
+            .await?
+        {
             return Ok(Progress::Pending { reason });
         }
         self.ensure_in_cm(model, &rw_id, CmRole::Rw).await
@@ -188,7 +217,10 @@ impl SharedStorageService {
     pub async fn create_ros(&self, model: &mut SharedStorageCluster) -> Outcome {
         let ids: Vec<String> = model.ros.keys().cloned().collect();
         for id in ids {
-            if let Progress::Pending { reason } = self.ensure_instance_installed(model, &id, InsType::Ro).await? {
+            if let Progress::Pending { reason } = self
+                .ensure_instance_installed(model, &id, InsType::Ro)
+                .await?
+            {
                 return Ok(Progress::Pending { reason });
             }
             if let Progress::Pending { reason } = self.ensure_in_cm(model, &id, CmRole::Ro).await? {

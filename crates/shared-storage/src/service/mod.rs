@@ -7,14 +7,19 @@ mod cluster_manager;
 mod create;
 mod error;
 mod instances;
+mod params;
+mod progress;
 mod replace;
 mod repository;
+mod restart;
 
 use std::time::Duration;
 
 pub use cleanup::ApplyTarget;
 pub use error::ServiceError;
 pub use instances::PHASE_RUNNING;
+pub use progress::{RunMarkers, FLOW_PROGRESS};
+pub use replace::migrate_target;
 pub use repository::Loaded;
 
 use crate::ports::{ClusterRef, Ports, Progress};

@@ -43,7 +43,11 @@ impl SharedStorageService {
 
     /// GenerateMigrateTempId: plans a replacement for the instance named by `migrate`
     /// (`insId|node`); nothing when the annotation is incomplete.
-    pub async fn generate_migrate_temp_id(&self, model: &mut SharedStorageCluster, migrate: Option<&str>) -> Outcome {
+    pub async fn generate_migrate_temp_id(
+        &self,
+        model: &mut SharedStorageCluster,
+        migrate: Option<&str>,
+    ) -> Outcome {
         let Some((ins_id, _)) = migrate.and_then(temp_ro::parse_migrate) else {
             return Ok(Progress::Done(()));
         };
@@ -95,10 +99,18 @@ impl SharedStorageService {
 
     /// CreateTempRoForRw: creates and installs the RW's replacement as an RO (not yet in the
     /// CM), on the `migrate` target node when the migration names the RW.
-    pub async fn create_temp_ro_for_rw(&self, model: &mut SharedStorageCluster, migrate: Option<&str>) -> Outcome {
+    pub async fn create_temp_ro_for_rw(
+        &self,
+        model: &mut SharedStorageCluster,
+        migrate: Option<&str>,
+    ) -> Outcome {
         let Some(temp) = temp_ro::temp_ro_for_rw(model).map(|t| t.ins_id.clone()) else {
             // Already converted by a previous run: nothing left to create.
-            let rw_phys = model.rw.as_ref().map(|rw| rw.physical_ins_id.clone()).unwrap_or_default();
+            let rw_phys = model
+                .rw
+                .as_ref()
+                .map(|rw| rw.physical_ins_id.clone())
+                .unwrap_or_default();
             let planned = model.temp_ro_ids.get(&rw_phys).cloned().unwrap_or_default();
             if model.ros.contains_key(&planned) {
                 return Ok(Progress::Done(()));
@@ -115,7 +127,8 @@ impl SharedStorageService {
                 }
             }
         }
-        self.ensure_instance_installed(model, &temp, InsType::Ro).await
+        self.ensure_instance_installed(model, &temp, InsType::Ro)
+            .await
     }
 
     /// ConvertTempRoToRo: moves the RW's replacement into the ROs, saves, adds it to the CM.
@@ -131,11 +144,18 @@ impl SharedStorageService {
     /// SwitchNewRoToRw: switches over to the RW's planned replacement, then health-checks
     /// the new RW.
     pub async fn switch_new_ro_to_rw(&self, model: &mut SharedStorageCluster) -> Outcome {
-        let rw_phys = model.rw.as_ref().map(|rw| rw.physical_ins_id.clone()).unwrap_or_default();
+        let rw_phys = model
+            .rw
+            .as_ref()
+            .map(|rw| rw.physical_ins_id.clone())
+            .unwrap_or_default();
         let Some(target) = model.temp_ro_ids.get(&rw_phys).cloned() else {
             return Err(ServiceError::interrupt(
                 interrupt::TEMP_INS_ID_NOT_FOUND,
-                format!("cluster {}: the plan has no replacement for the RW's slot {rw_phys}", cluster_id(model)),
+                format!(
+                    "cluster {}: the plan has no replacement for the RW's slot {rw_phys}",
+                    cluster_id(model)
+                ),
             ));
         };
         if model.ros.contains_key(&target) {
@@ -168,7 +188,14 @@ impl SharedStorageService {
             .cloned()
             .collect();
         old.sort_by(|a, b| ids::compare_ins_ids(&a.ins_id, &b.ins_id));
-        if !keep.is_empty() && model.rw_id() != keep && model.ros.get(keep).is_some_and(|ro| ro.physical_ins_id == phys) && old.is_empty() {
+        if !keep.is_empty()
+            && model.rw_id() != keep
+            && model
+                .ros
+                .get(keep)
+                .is_some_and(|ro| ro.physical_ins_id == phys)
+            && old.is_empty()
+        {
             // Nothing else in the slot: the plan points at the instance to delete.
             tracing::debug!(phys, keep, "slot holds only the kept instance");
         }
@@ -210,27 +237,56 @@ impl SharedStorageService {
     /// StopOldRo: deletes the instance the plan replaces (keeping its entry) before the
     /// replacement exists.
     pub async fn stop_old_ro(&self, model: &mut SharedStorageCluster) -> Outcome {
-        let Some((phys, new_id)) = model.temp_ro_ids.iter().next().map(|(p, n)| (p.clone(), n.clone())) else {
+        let Some((phys, new_id)) = model
+            .temp_ro_ids
+            .iter()
+            .next()
+            .map(|(p, n)| (p.clone(), n.clone()))
+        else {
             return Ok(Progress::Done(()));
         };
-        if model.ros.get(&new_id).is_some_and(|ro| ro.physical_ins_id == phys) && model.temp_ros.is_empty() && model.ros.values().filter(|r| r.physical_ins_id == phys).count() == 1 {
+        if model
+            .ros
+            .get(&new_id)
+            .is_some_and(|ro| ro.physical_ins_id == phys)
+            && model.temp_ros.is_empty()
+            && model
+                .ros
+                .values()
+                .filter(|r| r.physical_ins_id == phys)
+                .count()
+                == 1
+        {
             // The replacement already took the slot: nothing old is left.
             return Ok(Progress::Done(()));
         }
-        if model.rw.as_ref().is_some_and(|rw| rw.physical_ins_id == phys) {
+        if model
+            .rw
+            .as_ref()
+            .is_some_and(|rw| rw.physical_ins_id == phys)
+        {
             return Err(ServiceError::interrupt(
                 interrupt::RO_META_INVALID,
                 format!("slot {phys} to rebuild holds the RW"),
             ));
         }
-        self.delete_old_instances(model, &phys, &new_id, false, false).await
+        self.delete_old_instances(model, &phys, &new_id, false, false)
+            .await
     }
 
     /// EnsureNewRoUpToDate (domain §2.5): for each planned replacement (not the RW's slot),
     /// in id order: create and install it, delete the old RO of its slot, promote it to an
     /// RO, save, add it to the CM.
-    pub async fn ensure_new_ros(&self, model: &mut SharedStorageCluster, target_node: Option<&str>) -> Outcome {
-        let rw_phys = model.rw.as_ref().map(|rw| rw.physical_ins_id.clone()).unwrap_or_default();
+    pub async fn ensure_new_ros(
+        &self,
+        model: &mut SharedStorageCluster,
+        target_node: Option<&str>,
+    ) -> Outcome {
+        let rw_phys = model
+            .rw
+            .as_ref()
+            .map(|rw| rw.physical_ins_id.clone())
+            .unwrap_or_default();
         let mut plan: Vec<(String, String)> = model
             .temp_ro_ids
             .iter()
@@ -245,10 +301,16 @@ impl SharedStorageService {
                         t.target_node = Some(node.to_owned());
                     }
                 }
-                if let Some(p) = pending(self.ensure_instance_installed(model, &new_id, InsType::Ro).await?) {
+                if let Some(p) = pending(
+                    self.ensure_instance_installed(model, &new_id, InsType::Ro)
+                        .await?,
+                ) {
                     return Ok(p);
                 }
-                if let Some(p) = pending(self.delete_old_instances(model, &phys, &new_id, true, false).await?) {
+                if let Some(p) = pending(
+                    self.delete_old_instances(model, &phys, &new_id, true, false)
+                        .await?,
+                ) {
                     return Ok(p);
                 }
                 temp_ro::promote_temp_ro(model, &new_id)?;
@@ -265,7 +327,11 @@ impl SharedStorageService {
 
     /// RemoveRo: removes the RO named by `removeIns` and decrements `followerNum`; an id
     /// that is not an RO is ignored.
-    pub async fn remove_ro(&self, model: &mut SharedStorageCluster, ins_id: Option<&str>) -> Outcome {
+    pub async fn remove_ro(
+        &self,
+        model: &mut SharedStorageCluster,
+        ins_id: Option<&str>,
+    ) -> Outcome {
         let Some(ro) = ins_id.and_then(|id| model.ros.get(id)).cloned() else {
             return Ok(Progress::Done(()));
         };
@@ -298,11 +364,20 @@ impl SharedStorageService {
         let all: Vec<DbIns> = model.all_instances().cloned().collect();
         for ins in &all {
             let target = Self::engine_target(model, ins);
-            if let Some(p) = pending(self.ports.pods.delete_pod(&target.namespace, &ins.pod_name).await?) {
+            if let Some(p) = pending(
+                self.ports
+                    .pods
+                    .delete_pod(&target.namespace, &ins.pod_name)
+                    .await?,
+            ) {
                 return Ok(p);
             }
         }
-        let rw_phys = model.rw.as_ref().map(|rw| rw.physical_ins_id.clone()).unwrap_or_default();
+        let rw_phys = model
+            .rw
+            .as_ref()
+            .map(|rw| rw.physical_ins_id.clone())
+            .unwrap_or_default();
         let before = model.clone();
         model.ros.retain(|_, ro| ro.physical_ins_id != rw_phys);
         model.temp_ros.clear();

@@ -16,9 +16,17 @@ pub struct Loaded {
     pub cr: MPDCluster,
     /// The aggregate.
     pub model: SharedStorageCluster,
+    /// The markers of the run the step belongs to.
+    pub markers: super::RunMarkers,
 }
 
 impl Loaded {
+    /// Scopes the progress markers to run `seq`.
+    pub fn for_run(mut self, seq: u64) -> Self {
+        self.markers = super::RunMarkers::load(&self.cr, seq);
+        self
+    }
+
     /// An annotation of the object as read.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.cr
@@ -39,7 +47,8 @@ impl SharedStorageService {
             .get(&cluster.namespace, &cluster.name)
             .await?;
         let model = mapping::load(&cr, mode)?;
-        Ok(Loaded { cr, model })
+        let markers = super::RunMarkers::load(&cr, 0);
+        Ok(Loaded { cr, model, markers })
     }
 
     /// Applies `change` to a fresh copy of the object and writes it (spec and metadata, then

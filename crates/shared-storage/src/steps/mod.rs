@@ -8,6 +8,8 @@
 mod cleanup;
 mod create;
 mod ha;
+mod replace;
+mod restart;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -37,6 +39,8 @@ pub fn all_steps() -> Vec<(&'static str, StepFn)> {
     steps.extend_from_slice(ha::STEPS);
     steps.extend_from_slice(cleanup::STEPS);
     steps.extend_from_slice(create::STEPS);
+    steps.extend_from_slice(replace::STEPS);
+    steps.extend_from_slice(restart::STEPS);
     steps
 }
 
