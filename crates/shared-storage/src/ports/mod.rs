@@ -16,6 +16,7 @@ mod params;
 mod pfsd;
 mod pods;
 mod port_allocator;
+pub mod sim;
 mod storage;
 
 use std::sync::Arc;
