@@ -16,6 +16,7 @@ mod params;
 mod pfsd;
 mod pods;
 mod port_allocator;
+mod retrying;
 pub mod sim;
 mod storage;
 
@@ -33,6 +34,7 @@ pub use params::{ParamSet, ParamStore, ParamTemplate, ParamValue, TemplateEntry}
 pub use pfsd::PfsdTool;
 pub use pods::{InsPodSpec, PodFailure, PodManager, PodProgress};
 pub use port_allocator::{PortAllocator, PortCheck, PortPurpose};
+pub use retrying::{CallRetry, Retrying};
 pub use storage::{PvcRef, StorageManager, StorageRequest};
 
 #[cfg(test)]
