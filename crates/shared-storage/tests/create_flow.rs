@@ -13,7 +13,10 @@ async fn create_cluster_with_two_ros_ends_running() {
     assert!(h.of_type("tempro").is_empty());
     let rw = &h.of_type("rw")[0];
     assert_eq!(h.leader(), rw.ins_id);
-    assert!(h.instances().values().all(|i| i.installed && !i.node_name.is_empty()));
+    assert!(h
+        .instances()
+        .values()
+        .all(|i| i.installed && !i.node_name.is_empty()));
     let cm = h.sim.cm(&h.cluster_ref()).expect("cm deployed");
     assert_eq!(cm.instances.len(), 3);
     assert!(cm.instances.iter().all(|i| i.phase == "RUNNING"));

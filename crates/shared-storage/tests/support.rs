@@ -30,7 +30,11 @@ impl WorkflowHook for Completed {
     async fn on_step_completed(&self, e: &HookEvent<'_>) {
         if e.error.is_none() {
             if let Some(step) = e.step_runtime() {
-                self.0.lock().unwrap().push((e.seq, e.runtime.flow_name.clone(), step.step_name.clone()));
+                self.0.lock().unwrap().push((
+                    e.seq,
+                    e.runtime.flow_name.clone(),
+                    step.step_name.clone(),
+                ));
             }
         }
     }
@@ -62,7 +66,9 @@ pub fn cluster(follower_num: i32) -> MPDCluster {
                 volume_type: "lun".into(),
                 ..ShareStore::default()
             }),
-            net_cfg: Some(NetCfg { engine_start_port: 5432 }),
+            net_cfg: Some(NetCfg {
+                engine_start_port: 5432,
+            }),
             version_cfg: VersionCfg {
                 version_name: "1.1.1".into(),
                 ..VersionCfg::default()
@@ -124,13 +130,16 @@ impl Harness {
     /// `limit` reconciles); returns the state.
     pub async fn settle(&mut self) -> String {
         for _ in 0..3000 {
-            let resource = match MpdClusterResource::load(self.op.service.ports().clusters.clone(), NS, NAME).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.errors.push(e.to_string());
-                    continue;
-                }
-            };
+            let resource =
+                match MpdClusterResource::load(self.op.service.ports().clusters.clone(), NS, NAME)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.errors.push(e.to_string());
+                        continue;
+                    }
+                };
             match self.op.machine.reconcile(&resource, &self.op.manager).await {
                 Ok(done) if done.requeue_after().is_none() => break,
                 Ok(_) => {}
@@ -157,7 +166,10 @@ impl Harness {
     }
 
     pub fn of_type(&self, ty: &str) -> Vec<InstanceStatus> {
-        self.instances().into_values().filter(|i| i.ins_type == ty).collect()
+        self.instances()
+            .into_values()
+            .filter(|i| i.ins_type == ty)
+            .collect()
     }
 
     pub fn leader(&self) -> String {
@@ -178,7 +190,10 @@ impl Harness {
     }
 
     pub fn annotation(&self, key: &str) -> Option<String> {
-        self.cr().metadata.annotations.and_then(|a| a.get(key).cloned())
+        self.cr()
+            .metadata
+            .annotations
+            .and_then(|a| a.get(key).cloned())
     }
 
     /// Every completed step was completed once per run.
@@ -186,14 +201,18 @@ impl Harness {
         let completed = self.completed.0.lock().unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for entry in completed.iter() {
-            assert!(seen.insert(entry.clone()), "step completed twice: {entry:?}");
+            assert!(
+                seen.insert(entry.clone()),
+                "step completed twice: {entry:?}"
+            );
         }
     }
 
     /// The flows run, in order.
     pub fn flows_run(&self) -> Vec<String> {
         let completed = self.completed.0.lock().unwrap();
-        let mut flows: Vec<(u64, String)> = completed.iter().map(|(s, f, _)| (*s, f.clone())).collect();
+        let mut flows: Vec<(u64, String)> =
+            completed.iter().map(|(s, f, _)| (*s, f.clone())).collect();
         flows.dedup();
         flows.into_iter().map(|(_, f)| f).collect()
     }
