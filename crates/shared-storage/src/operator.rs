@@ -33,19 +33,17 @@ impl std::fmt::Debug for Operator {
     }
 }
 
+/// Adds the memento store to the manager builder.
+type WithStore = Box<dyn FnOnce(ManagerBuilder) -> ManagerBuilder>;
+type ManagerBuilder = wf_engine::WorkflowManagerBuilder<MpdClusterResource>;
+
 /// How to build an [`Operator`].
 pub struct OperatorBuilder {
     ports: Ports,
     flow_dir: PathBuf,
     service: ServiceConfig,
     workflow: WorkflowConfig,
-    mementos: Option<
-        Box<
-            dyn FnOnce(
-                wf_engine::WorkflowManagerBuilder<MpdClusterResource>,
-            ) -> wf_engine::WorkflowManagerBuilder<MpdClusterResource>,
-        >,
-    >,
+    mementos: Option<WithStore>,
     hooks: Vec<Arc<dyn WorkflowHook>>,
 }
 
