@@ -155,3 +155,49 @@ pub fn state_machine(
     machine.validate_flows(manager)?;
     Ok(machine)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::sim::{SimConfig, Simulation};
+    use std::collections::BTreeMap;
+
+    fn workflows() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workflows")
+    }
+
+    #[test]
+    fn every_unstable_state_runs_the_flow_of_its_registration() {
+        let sim = Simulation::new(SimConfig::default());
+        let op = OperatorBuilder::new(sim.ports(), workflows())
+            .build()
+            .unwrap();
+        let entries: BTreeMap<String, Option<String>> = op
+            .machine
+            .entries()
+            .map(|(s, f)| (s.to_string(), f.map(str::to_owned)))
+            .collect();
+        assert_eq!(entries.len(), 14);
+        for tr in TRANSLATIONS {
+            assert_eq!(entries[tr.target].as_deref(), Some(tr.flow), "{tr:?}");
+        }
+        for state in STABLE_STATES {
+            assert!(op.machine.is_stable(&State::from_static(state)));
+        }
+    }
+
+    #[test]
+    fn unknown_trigger_name_is_a_setup_error() {
+        let err = checker("noSuchTrigger", "X").err().unwrap();
+        assert!(err.to_string().contains("noSuchTrigger"), "{err}");
+    }
+
+    #[test]
+    fn missing_flow_directory_fails_the_build_naming_it() {
+        let sim = Simulation::new(SimConfig::default());
+        let err = OperatorBuilder::new(sim.ports(), "/nonexistent/flows")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/flows"), "{err}");
+    }
+}

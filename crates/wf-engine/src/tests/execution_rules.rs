@@ -522,3 +522,33 @@ async fn failed_step_returns_its_backoff_delay_as_a_requeue_hint() {
         "capped: {d3:?}"
     );
 }
+
+#[tokio::test]
+async fn step_context_carries_the_run_sequence() {
+    struct SeeRun(std::sync::Arc<std::sync::Mutex<Vec<u64>>>);
+    #[async_trait::async_trait]
+    impl crate::Step for SeeRun {
+        async fn init(&mut self, ctx: &crate::StepContext) -> Result<(), crate::StepError> {
+            self.0.lock().unwrap().push(ctx.run_seq());
+            Ok(())
+        }
+        async fn do_step(
+            &mut self,
+            _: &tokio_util::sync::CancellationToken,
+        ) -> Result<crate::StepOutcome, crate::StepError> {
+            Ok(crate::StepOutcome::Done)
+        }
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let manager = crate::WorkflowManager::builder("test")
+        .loader(crate::StaticLoader::new().with("t/F.yaml", super::support::flow_yaml("F", &["A"])))
+        .step("A", move || SeeRun(record.clone()))
+        .build()
+        .unwrap();
+    let h = harness().build();
+    let mut wf = manager.resource_workflow(&h.resource).await.unwrap();
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+}
