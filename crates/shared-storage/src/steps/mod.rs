@@ -97,7 +97,8 @@ impl wf_engine::Step for ServiceStep {
             self.service
                 .load(&cluster, mode)
                 .await
-                .map_err(step_error)?,
+                .map_err(step_error)?
+                .for_run(ctx.run_seq()),
         );
         Ok(())
     }
