@@ -161,8 +161,10 @@ impl SharedStorageService {
     }
 
     /// FlushParams (domain §2.5 flush_cluster_params): computes the effective parameters; if
-    /// they changed, pushes them to the RW and every RO (no restart) and records them as
-    /// running; when a restart is needed sets `flushParamsRestartCluster=true`.
+    /// they changed, pushes them to the RW and every RO (no restart), sets
+    /// `flushParamsRestartCluster=true` when a restart is needed, then records them as
+    /// running. The request is written first: once the running params are recorded a
+    /// re-run sees nothing changed, so a crash between the two writes must not lose it.
     pub async fn flush_params(&self, model: &SharedStorageCluster) -> Outcome {
         let cluster = cluster_ref(model);
         let store = &self.ports.params;
@@ -184,12 +186,6 @@ impl SharedStorageService {
                 .update_params(&Self::engine_target(model, ins), &effective.params)
                 .await?;
         }
-        store
-            .save_running_params(
-                &cluster,
-                &param_set(&effective.params, running.latest_flush_time),
-            )
-            .await?;
         if effective.need_restart {
             self.patch_annotations(
                 &cluster,
@@ -200,6 +196,12 @@ impl SharedStorageService {
             )
             .await?;
         }
+        store
+            .save_running_params(
+                &cluster,
+                &param_set(&effective.params, running.latest_flush_time),
+            )
+            .await?;
         Ok(Progress::Done(()))
     }
 }

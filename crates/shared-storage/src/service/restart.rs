@@ -93,9 +93,11 @@ impl SharedStorageService {
         Ok(Progress::Done(()))
     }
 
-    /// SwitchRw: a planned switchover to the RO named by `switchRw`. A target that is the
-    /// RW already is done; a target that is not an RO is refused at once instead of burning
-    /// retries (weakness 26) — the cleanup then drops the request.
+    /// SwitchRw: a planned switchover to the RO named by `switchRw`, done when the target is
+    /// the RW and healthy. A target that is the RW already (before the flow, or after an
+    /// earlier call of this run saved the switch) only waits for its health, so a re-run
+    /// keeps waiting for the new RW; a target that is not an RO is refused at once instead
+    /// of burning retries (weakness 26) — the cleanup then drops the request.
     pub async fn switch_rw(
         &self,
         model: &mut SharedStorageCluster,
@@ -104,15 +106,14 @@ impl SharedStorageService {
         let Some(target) = target.filter(|t| !t.is_empty()) else {
             return Ok(Progress::Done(()));
         };
-        if model.rw_id() == target {
-            return Ok(Progress::Done(()));
-        }
-        if !model.ros.contains_key(target) {
-            tracing::warn!(cluster = %cluster_ref(model), target, "switchRw target is not a read-only instance; ignoring the request");
-            return Ok(Progress::Done(()));
-        }
-        if let Progress::Pending { reason } = self.ensure_rw(model, target).await? {
-            return Ok(Progress::Pending { reason });
+        if model.rw_id() != target {
+            if !model.ros.contains_key(target) {
+                tracing::warn!(cluster = %cluster_ref(model), target, "switchRw target is not a read-only instance; ignoring the request");
+                return Ok(Progress::Done(()));
+            }
+            if let Progress::Pending { reason } = self.ensure_rw(model, target).await? {
+                return Ok(Progress::Pending { reason });
+            }
         }
         match model.rw.clone() {
             Some(rw) => self.health_check(model, &rw).await,

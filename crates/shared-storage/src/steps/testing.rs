@@ -322,3 +322,43 @@ impl FixtureBuilder {
         }
     }
 }
+
+impl Fixture {
+    /// Runs step `name` (default mode) as run `seq` of its flow: only that run's progress
+    /// markers count, as when the engine scopes the loaded cluster with `Loaded::for_run`.
+    pub async fn run_in(&self, name: &str, seq: u64) -> Result<Progress, String> {
+        let (_, body) = super::all_steps()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| format!("no step {name}"))?;
+        let mut loaded = self
+            .service
+            .load(&self.cluster, LoadMode::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .for_run(seq);
+        body(&self.service, &mut loaded)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The progress markers recorded on the stored object (`<run>/<marker>`).
+    pub fn markers(&self) -> Vec<String> {
+        self.annotation(crate::service::FLOW_PROGRESS)
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl FixtureBuilder {
+    /// Sets annotation `key` to `value` on the stored object before the run.
+    pub fn annotate(self, key: &str, value: &str) -> Self {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.edit(move |cr| {
+            cr.metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(key, value);
+        })
+    }
+}
