@@ -283,7 +283,6 @@ mod tests {
     /// run reads run 0's markers and an interrupted run's markers (never cleaned) suppress a
     /// later run's restart. Un-ignore once `init` scopes the markers.
     #[tokio::test]
-    #[ignore = "bug in steps/mod.rs: ServiceStep::init does not scope markers to ctx.run_seq()"]
     async fn engine_step_scopes_progress_markers_to_its_run() {
         use wf_engine::{CancellationToken, JsonMap, Step, StepContext, StepOutcome};
         let mut f = Fixture::running().annotate(annotations::RESTART_INS, "1004");
