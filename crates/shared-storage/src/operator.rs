@@ -12,7 +12,7 @@ use wf_engine::{
 use crate::domain::triggers;
 use crate::ports::Ports;
 use crate::registration::{RESOURCE_TYPE, STABLE_STATES, TRANSLATIONS};
-use crate::resource::MpdClusterResource;
+use crate::resource::{ClusterRecover, MpdClusterResource};
 use crate::service::{ServiceConfig, SharedStorageService};
 
 /// The assembled operator: what a reconcile needs.
@@ -97,9 +97,11 @@ impl OperatorBuilder {
         let service = Arc::new(SharedStorageService::new(self.ports, self.service));
         let mut registry = StepRegistry::new();
         crate::steps::register(&mut registry, service.clone());
+        let recover = ClusterRecover::new(self.workflow.annotations.clone());
         let mut builder = WorkflowManager::builder(RESOURCE_TYPE)
             .flow_dir(self.flow_dir)
             .registry(registry)
+            .recover(recover)
             .config(self.workflow);
         if let Some(with_store) = self.mementos {
             builder = with_store(builder);

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wf_engine::{async_trait, AnnotationPatch, ResourceError, ResourceKey, State, StateResource};
+use wf_engine::{
+    async_trait, AnnotationPatch, AnnotationRecover, InterruptAnnotations, RecoverStrategy,
+    ResourceError, ResourceKey, State, StateResource,
+};
 
 use crate::crd::{annotations, MPDCluster};
 use crate::ports::{ClusterStore, PortError};
@@ -173,5 +176,41 @@ impl StateResource for MpdClusterResource {
                         == Some("true")
             }
         }
+    }
+}
+
+/// Recovery after an interrupt: the engine's annotation strategy, except that recovering
+/// also withdraws a cancel request (`cancelled`). Left in place, it would interrupt the
+/// resumed flow again at once, so a cancelled flow could never be recovered.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterRecover {
+    annotations: InterruptAnnotations,
+}
+
+impl ClusterRecover {
+    /// A strategy reading the given interrupt annotation keys.
+    pub fn new(annotations: InterruptAnnotations) -> Self {
+        ClusterRecover { annotations }
+    }
+}
+
+#[async_trait]
+impl RecoverStrategy<MpdClusterResource> for ClusterRecover {
+    fn recovery_requested(&self, resource: &MpdClusterResource) -> Option<State> {
+        AnnotationRecover::new(self.annotations.clone()).recovery_requested(resource)
+    }
+
+    async fn clear(
+        &self,
+        resource: &MpdClusterResource,
+    ) -> Result<MpdClusterResource, ResourceError> {
+        let mut patch: AnnotationPatch = self
+            .annotations
+            .keys()
+            .into_iter()
+            .map(|k| (k.to_owned(), None))
+            .collect();
+        patch.insert(annotations::CANCELLED.to_owned(), None);
+        resource.patch_annotations(&patch).await
     }
 }

@@ -227,3 +227,73 @@ impl Harness {
         self.resource().await.state().to_string()
     }
 }
+
+// ---- Helpers for tests/weaknesses.rs ----
+
+impl Harness {
+    /// Like [`Harness::new`], with the simulator's ports passed through `wrap` first (to put
+    /// test doubles where the outside systems are; the per-call retries stay on top).
+    pub fn with_ports(
+        config: SimConfig,
+        wrap: impl FnOnce(&Simulation, shared_storage::ports::Ports) -> shared_storage::ports::Ports,
+    ) -> Self {
+        let sim = Simulation::new(config);
+        let completed = Completed::default();
+        let ports = wrap(&sim, sim.ports()).with_call_retries(CallRetry {
+            attempts: 3,
+            delay: Duration::ZERO,
+        });
+        let mut retry = RetryPolicy::default();
+        retry.backoff.initial = Duration::from_millis(1);
+        retry.backoff.max = Duration::from_millis(10);
+        let op = OperatorBuilder::new(ports, workflows())
+            .service_config(ServiceConfig {
+                poll_interval: Duration::from_millis(1),
+                ..ServiceConfig::default()
+            })
+            .workflow_config(WorkflowConfig {
+                wait_interval: Duration::from_millis(1),
+                cancel_poll_interval: Duration::from_secs(60),
+                default_retry: retry,
+                ..WorkflowConfig::default()
+            })
+            .hook(Arc::new(completed.clone()))
+            .build()
+            .expect("operator");
+        Harness {
+            sim,
+            op,
+            completed,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Like [`Harness::created`], over wrapped ports (see [`Harness::with_ports`]).
+    pub async fn created_with_ports(
+        config: SimConfig,
+        follower_num: i32,
+        wrap: impl FnOnce(&Simulation, shared_storage::ports::Ports) -> shared_storage::ports::Ports,
+    ) -> Self {
+        let mut h = Self::with_ports(config, wrap);
+        h.sim.insert_cluster(cluster(follower_num));
+        assert_eq!(h.settle().await, "Running", "create: {:?}", h.errors);
+        h
+    }
+
+    /// One reconcile of `default/c1`, as a controller would run it.
+    pub async fn reconcile(&self) -> Result<wf_engine::Reconciled, wf_engine::Error> {
+        let resource = self.resource().await;
+        self.op.machine.reconcile(&resource, &self.op.manager).await
+    }
+
+    /// The runs stored for `default/c1`, by sequence.
+    pub async fn runtimes(&self) -> Vec<wf_engine::StoredRuntime> {
+        self.op
+            .manager
+            .resource_workflow(&self.resource().await)
+            .await
+            .expect("resource workflow")
+            .runtimes()
+            .expect("runtimes")
+    }
+}

@@ -230,9 +230,9 @@ impl<R: StateResource> ResourceWorkflow<R> {
         Ok(true)
     }
 
-    /// The entry of every unstable state (semantics §7): watch for cancellation, finish the
-    /// last uncompleted run, then re-check the trigger: no event sets `Running`, an event
-    /// starts a new run of `flow` with the event's parameters.
+    /// The entry of every unstable state (semantics §7): check for and watch for
+    /// cancellation, finish the last uncompleted run, then re-check the trigger: no event
+    /// sets `Running`, an event starts a new run of `flow` with the event's parameters.
     pub async fn common_main_enter(
         &mut self,
         flow: &str,
@@ -244,6 +244,11 @@ impl<R: StateResource> ResourceWorkflow<R> {
             self.manager.inner.config.cancel_poll_interval,
         );
         let cancel = scope.token.clone();
+        // The watcher only runs when this task yields; a step that answers at once would
+        // finish (or keep waiting) before it ever looks. Look once before anything runs.
+        if self.resource.is_cancelled().await {
+            cancel.cancel();
+        }
 
         let skipped = if ignore_others {
             self.caretaker

@@ -194,6 +194,27 @@ async fn common_main_enter_runs_the_flow_with_the_event_params() {
 }
 
 #[tokio::test]
+async fn common_main_enter_honours_a_cancel_made_before_it_runs_even_if_the_step_never_yields() {
+    let a = Script::new([Act::Wait]);
+    let h = harness().flow("F", &["A"]).step("A", &a).build();
+    h.resources
+        .update(&super::support::key(), |r| {
+            r.annotations.insert("cancelled".into(), "true".into());
+        })
+        .unwrap();
+    let out = h
+        .workflow()
+        .await
+        .common_main_enter("F", false, &always(Event::new("F")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Reconciled::Interrupted { ref reason, .. } if reason == crate::CANCELLED),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
 async fn common_main_enter_watches_is_cancelled_at_the_configured_interval() {
     let a = Script::new([Act::Hang]);
     let config = WorkflowConfig {
