@@ -77,9 +77,17 @@ fn update_running_status<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, FixtureBuilder};
+    use crate::crd::{MPDCluster, VersionCfg};
+    use crate::domain::LoadMode;
     use crate::ports::{CmStatus, Progress};
     use mockall::predicate::eq;
+    use std::sync::{Arc, Mutex};
+
+    const UPGRADE: LoadMode = LoadMode {
+        modify_class: false,
+        upgrade: true,
+    };
 
     fn status(ha: bool, image: &str) -> CmStatus {
         CmStatus {
@@ -164,5 +172,124 @@ mod tests {
             writes,
             "no second write when already Running"
         );
+    }
+
+    fn upgrade_target(cr: &mut MPDCluster) {
+        cr.spec.version_cfg_modify_to = Some(VersionCfg {
+            version_name: "1.1.2".into(),
+            engine_image: Some("engine:1.1.2".into()),
+            cluster_manager_image: Some("cm:1.1.2".into()),
+            ..VersionCfg::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn upgrade_cm_version_sets_the_target_cm_image() {
+        let mut f = Fixture::running().edit(upgrade_target);
+        f.cm.expect_upgrade()
+            .with(eq(f.cluster.clone()), eq("cm:1.1.2"))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let f = f.build();
+        assert_eq!(
+            f.run_mode("UpgradeCmVersion", UPGRADE).await,
+            Ok(Progress::Done(()))
+        );
+        assert_eq!(f.writes(), 0, "the version is applied later, by cleanup");
+    }
+
+    #[tokio::test]
+    async fn upgrade_cm_version_rerun_sets_the_same_image_and_recreates_the_cm_once() {
+        let mut f = Fixture::running().edit(upgrade_target);
+        // The CM deployment: a new image recreates the pod, the same image changes nothing.
+        let deployed = f.shared(("cm:1.1.1".to_string(), 0u32));
+        let cm = deployed.clone();
+        f.cm.expect_upgrade()
+            .with(eq(f.cluster.clone()), eq("cm:1.1.2"))
+            .returning(move |_, image| {
+                let mut cm = cm.lock().unwrap();
+                if cm.0 != image {
+                    *cm = (image.to_owned(), cm.1 + 1);
+                }
+                Ok(())
+            });
+        let f = f.build();
+        assert_eq!(
+            f.run_mode("UpgradeCmVersion", UPGRADE).await,
+            Ok(Progress::Done(()))
+        );
+        assert_eq!(
+            f.run_mode("UpgradeCmVersion", UPGRADE).await,
+            Ok(Progress::Done(())),
+            "a declarative set of the same image"
+        );
+        assert_eq!(*deployed.lock().unwrap(), ("cm:1.1.2".to_string(), 1));
+        assert_eq!(f.writes(), 0);
+    }
+
+    #[tokio::test]
+    async fn upgrade_cm_version_without_any_cm_image_does_nothing() {
+        let f = Fixture::running()
+            .edit(|cr| cr.spec.version_cfg.cluster_manager_image = None)
+            .build();
+        // No expectation on the CM: an upgrade call would fail the test.
+        assert_eq!(f.run("UpgradeCmVersion").await, Ok(Progress::Done(())));
+        assert_eq!(f.writes(), 0);
+    }
+
+    /// The CM as a stateful mock: `remove` deletes it (one delete), then is pending while
+    /// its pod terminates (one poll), then done; done at once when there is none.
+    fn cm_removal(f: &mut FixtureBuilder) -> Arc<Mutex<(bool, u32)>> {
+        let cm = f.shared((true, 0u32)); // (exists, deletes)
+        let state = cm.clone();
+        let terminating = f.shared(false);
+        f.cm.expect_remove()
+            .with(eq(f.cluster.clone()))
+            .returning(move |_| {
+                let mut cm = state.lock().unwrap();
+                let mut terminating = terminating.lock().unwrap();
+                if !cm.0 {
+                    return Ok(Progress::Done(()));
+                }
+                if !*terminating {
+                    *terminating = true;
+                    cm.1 += 1;
+                    return Ok(Progress::pending("cluster manager terminating"));
+                }
+                cm.0 = false;
+                Ok(Progress::Done(()))
+            });
+        cm
+    }
+
+    #[tokio::test]
+    async fn remove_cluster_manager_deletes_the_cm_and_waits_until_it_is_gone() {
+        let mut f = Fixture::with_state("Rebuild");
+        let cm = cm_removal(&mut f);
+        let f = f.build();
+        assert_eq!(
+            f.run("RemoveClusterManager").await,
+            Ok(Progress::pending("cluster manager terminating"))
+        );
+        assert_eq!(f.run("RemoveClusterManager").await, Ok(Progress::Done(())));
+        assert_eq!(*cm.lock().unwrap(), (false, 1));
+        assert_eq!(f.writes(), 0);
+    }
+
+    #[tokio::test]
+    async fn remove_cluster_manager_rerun_without_a_cm_is_done_and_deletes_nothing() {
+        let mut f = Fixture::with_state("Rebuild");
+        let cm = cm_removal(&mut f);
+        let f = f.build();
+        assert_eq!(
+            f.run_until_done("RemoveClusterManager", 3)
+                .await
+                .map(|w| w.len()),
+            Ok(1)
+        );
+        assert_eq!(f.run("RemoveClusterManager").await, Ok(Progress::Done(())));
+        assert_eq!(f.run("RemoveClusterManager").await, Ok(Progress::Done(())));
+        assert_eq!(*cm.lock().unwrap(), (false, 1), "one delete");
+        assert_eq!(f.writes(), 0);
     }
 }

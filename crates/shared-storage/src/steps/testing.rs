@@ -362,3 +362,87 @@ impl FixtureBuilder {
         })
     }
 }
+
+/// A cluster as the user creates it: the spec of [`running_cluster`] naming only a version
+/// (no images, no resources), status `Creating`, no instances.
+pub fn new_cluster() -> MPDCluster {
+    let mut cr = running_cluster();
+    cr.spec.version_cfg = VersionCfg {
+        version_name: "1.1.1".into(),
+        ..VersionCfg::default()
+    };
+    cr.status = Some(MPDClusterStatus {
+        cluster_status: "Creating".into(),
+        ..MPDClusterStatus::default()
+    });
+    cr
+}
+
+/// [`running_cluster`] as InitMeta leaves it: state `Creating`, the ids, fsIds and CM port
+/// allocated, but no instance scheduled, installed or known to the cluster manager.
+pub fn creating_cluster() -> MPDCluster {
+    let mut cr = running_cluster();
+    if let Some(status) = cr.status.as_mut() {
+        status.cluster_status = "Creating".into();
+        status.leader_instance_host.clear();
+        for entry in status.db_instance_status.values_mut() {
+            entry.node_name.clear();
+            entry.host_client_ip.clear();
+            entry.net_info.working_host_ip.clear();
+            entry.installed = false;
+            entry.current_state = EngineStateRecord::default();
+        }
+    }
+    cr
+}
+
+/// The pod of [`running_cluster`]'s instance number `n` (1: the RW, 2 and 3: the ROs)
+/// ready on `node-<n>`, with the addresses the running cluster stores.
+pub fn ready_on(n: u8) -> PodProgress {
+    PodProgress::Ready {
+        node: format!("node-{n}"),
+        host_ip: format!("10.0.0.{n}"),
+        client_ip: format!("192.168.0.{n}"),
+    }
+}
+
+impl Fixture {
+    /// A fixture over [`new_cluster`].
+    pub fn fresh() -> FixtureBuilder {
+        Self::from_cr(new_cluster())
+    }
+
+    /// A fixture over [`creating_cluster`].
+    pub fn creating() -> FixtureBuilder {
+        Self::from_cr(creating_cluster())
+    }
+
+    /// Runs step `name` as the engine would after each `Waiting`, until it is done, at most
+    /// `max` times; the pending reasons on the way. An error or still pending after `max`
+    /// runs is an `Err`.
+    pub async fn run_until_done(&self, name: &str, max: usize) -> Result<Vec<String>, String> {
+        let mut reasons = Vec::new();
+        for _ in 0..max {
+            match self.run(name).await? {
+                Progress::Done(()) => return Ok(reasons),
+                Progress::Pending { reason } => reasons.push(reason),
+            }
+        }
+        Err(format!(
+            "{name} still pending after {max} runs: {reasons:?}"
+        ))
+    }
+
+    /// How many writes (spec/metadata and status) happened.
+    pub fn writes(&self) -> usize {
+        self.spec_writes() + self.status_writes()
+    }
+
+    /// The stored instance entry `ins_id`.
+    pub fn instance(&self, ins_id: &str) -> InstanceStatus {
+        self.stored()
+            .status
+            .and_then(|s| s.db_instance_status.get(ins_id).cloned())
+            .unwrap_or_else(|| panic!("no instance {ins_id} stored"))
+    }
+}
