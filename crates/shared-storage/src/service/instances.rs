@@ -208,8 +208,12 @@ impl SharedStorageService {
         }
     }
 
-    /// Removes `ins` from the cluster manager if it is there.
-    pub async fn ensure_not_in_cm(&self, model: &SharedStorageCluster, ins: &DbIns) -> Outcome {
+    /// Removes `ins` from the cluster manager if it is there; `Done(true)` when it was.
+    pub async fn ensure_not_in_cm(
+        &self,
+        model: &SharedStorageCluster,
+        ins: &DbIns,
+    ) -> Outcome<bool> {
         let cluster = cluster_ref(model);
         let cm = &self.ports.cluster_manager;
         if cm
@@ -225,23 +229,28 @@ impl SharedStorageService {
             };
             cm.remove_ins(&cluster, &Self::cm_instance(ins, role))
                 .await?;
+            return Ok(Progress::Done(true));
         }
-        Ok(Progress::Done(()))
+        Ok(Progress::Done(false))
     }
 
     /// Takes `ins` out of the cluster manager, stops its engine (errors ignored) and deletes
-    /// its pod; done when the pod is gone.
+    /// its pod; done when the pod is gone. The engine is stopped by the run that takes the
+    /// instance out of the CM: a re-run polling the terminating pod does not stop it again.
     pub async fn ensure_instance_deleted(
         &self,
         model: &SharedStorageCluster,
         ins: &DbIns,
     ) -> Outcome {
-        if let Progress::Pending { reason } = self.ensure_not_in_cm(model, ins).await? {
-            return Ok(Progress::Pending { reason });
-        }
+        let removed = match self.ensure_not_in_cm(model, ins).await? {
+            Progress::Done(removed) => removed,
+            Progress::Pending { reason } => return Ok(Progress::Pending { reason }),
+        };
         let target = Self::engine_target(model, ins);
-        if let Err(err) = self.ports.engine.graceful_stop(&target).await {
-            tracing::debug!(pod = %ins.pod_name, %err, "graceful stop failed; deleting the pod anyway");
+        if removed {
+            if let Err(err) = self.ports.engine.graceful_stop(&target).await {
+                tracing::debug!(pod = %ins.pod_name, %err, "graceful stop failed; deleting the pod anyway");
+            }
         }
         Ok(self
             .ports

@@ -171,8 +171,9 @@ impl SharedStorageService {
 
     /// Deletes every RO of slot `phys` other than `keep` (domain §2.5 delete_old_ins): out
     /// of the CM, stopped, pod deleted; then, when `drop_meta`, its entry removed (and
-    /// `followerNum` decremented when `decrement`), saved. `RO_META_INVALID` when the RO to
-    /// delete is `keep` itself.
+    /// `followerNum` decremented when `decrement`), saved; otherwise its entry kept and
+    /// marked stopped (not installed, no node), which a re-run skips. `RO_META_INVALID` when
+    /// the RO to delete is `keep` itself.
     pub async fn delete_old_instances(
         &self,
         model: &mut SharedStorageCluster,
@@ -206,6 +207,10 @@ impl SharedStorageService {
                     format!("instance {keep} to keep is the one to delete"),
                 ));
             }
+            if !drop_meta && !ins.installed && ins.host.is_empty() {
+                // Stopped by an earlier run (marked below): its pod is gone.
+                continue;
+            }
             if let Some(p) = pending(self.ensure_instance_deleted(model, &ins).await?) {
                 return Ok(p);
             }
@@ -218,6 +223,7 @@ impl SharedStorageService {
             } else if let Some(ro) = model.ros.get_mut(&ins.ins_id) {
                 if ro.installed || !ro.host.is_empty() {
                     ro.installed = false;
+                    ro.host.clear();
                     self.save(model).await?;
                 }
             }
@@ -226,10 +232,30 @@ impl SharedStorageService {
     }
 
     /// DeleteOldRw: deletes the old RW incarnation (now an RO in the RW's slot).
+    /// `RO_META_INVALID` when the RW is not the slot's planned replacement and that
+    /// replacement is an RO of the slot: it would be the one deleted.
     pub async fn delete_old_rw(&self, model: &mut SharedStorageCluster) -> Outcome {
         let Some(rw) = model.rw.clone() else {
             return Ok(Progress::Done(()));
         };
+        if let Some(planned) = model.temp_ro_ids.get(&rw.physical_ins_id) {
+            if *planned != rw.ins_id
+                && model
+                    .ros
+                    .get(planned)
+                    .is_some_and(|ro| ro.physical_ins_id == rw.physical_ins_id)
+            {
+                return Err(ServiceError::interrupt(
+                    interrupt::RO_META_INVALID,
+                    format!(
+                        "cluster {}: the RW {} is not its planned replacement {planned}, which \
+                         would be deleted",
+                        cluster_id(model),
+                        rw.ins_id
+                    ),
+                ));
+            }
+        }
         self.delete_old_instances(model, &rw.physical_ins_id, &rw.ins_id, true, false)
             .await
     }
