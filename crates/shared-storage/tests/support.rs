@@ -87,35 +87,7 @@ fn workflows() -> PathBuf {
 
 impl Harness {
     pub fn new(config: SimConfig) -> Self {
-        let sim = Simulation::new(config);
-        let completed = Completed::default();
-        let ports = sim.ports().with_call_retries(CallRetry {
-            attempts: 3,
-            delay: Duration::ZERO,
-        });
-        let mut retry = RetryPolicy::default();
-        retry.backoff.initial = Duration::from_millis(1);
-        retry.backoff.max = Duration::from_millis(10);
-        let op = OperatorBuilder::new(ports, workflows())
-            .service_config(ServiceConfig {
-                poll_interval: Duration::from_millis(1),
-                ..ServiceConfig::default()
-            })
-            .workflow_config(WorkflowConfig {
-                wait_interval: Duration::from_millis(1),
-                cancel_poll_interval: Duration::from_secs(60),
-                default_retry: retry,
-                ..WorkflowConfig::default()
-            })
-            .hook(Arc::new(completed.clone()))
-            .build()
-            .expect("operator");
-        Harness {
-            sim,
-            op,
-            completed,
-            errors: Vec::new(),
-        }
+        Self::with_ports(config, |_, ports| ports)
     }
 
     /// Inserts the cluster and reconciles until it is stable.

@@ -125,13 +125,7 @@ impl SharedStorageService {
                 message: "no target version (versionCfgModifyTo.versionName) to upgrade to".into(),
             }));
         }
-        let version = self
-            .ports
-            .versions
-            .version(&model.image_info.version)
-            .await?;
-        model.image_info.version = version.name;
-        model.image_info.images.extend(version.images);
+        self.resolve_version(model).await?;
         self.save(model).await?;
         Ok(Progress::Done(()))
     }

@@ -36,6 +36,14 @@ impl SharedStorageService {
             memory: class.memory.clone(),
         };
         model.resources = class.resources;
+        self.resolve_version(model).await
+    }
+
+    /// Resolves the images of the model's version (the latest when none is named).
+    pub async fn resolve_version(
+        &self,
+        model: &mut SharedStorageCluster,
+    ) -> Result<(), ServiceError> {
         let version = self
             .ports
             .versions

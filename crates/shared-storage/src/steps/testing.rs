@@ -171,6 +171,11 @@ impl Fixture {
 
     /// Runs step `name` with the cluster loaded in `mode`.
     pub async fn run_mode(&self, name: &str, mode: LoadMode) -> Result<Progress, String> {
+        self.run_as(name, mode, 0).await
+    }
+
+    /// Runs step `name` with the cluster loaded in `mode`, as run `seq` of its flow.
+    pub async fn run_as(&self, name: &str, mode: LoadMode, seq: u64) -> Result<Progress, String> {
         let (_, body) = super::all_steps()
             .into_iter()
             .find(|(n, _)| *n == name)
@@ -179,7 +184,8 @@ impl Fixture {
             .service
             .load(&self.cluster, mode)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .for_run(seq);
         body(&self.service, &mut loaded)
             .await
             .map_err(|e| e.to_string())
@@ -327,19 +333,7 @@ impl Fixture {
     /// Runs step `name` (default mode) as run `seq` of its flow: only that run's progress
     /// markers count, as when the engine scopes the loaded cluster with `Loaded::for_run`.
     pub async fn run_in(&self, name: &str, seq: u64) -> Result<Progress, String> {
-        let (_, body) = super::all_steps()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| format!("no step {name}"))?;
-        let mut loaded = self
-            .service
-            .load(&self.cluster, LoadMode::default())
-            .await
-            .map_err(|e| e.to_string())?
-            .for_run(seq);
-        body(&self.service, &mut loaded)
-            .await
-            .map_err(|e| e.to_string())
+        self.run_as(name, LoadMode::default(), seq).await
     }
 
     /// The progress markers recorded on the stored object (`<run>/<marker>`).
