@@ -137,9 +137,10 @@ impl StateResource for MpdClusterResource {
     async fn update_state(&self, state: State) -> Result<Self, ResourceError> {
         self.write(
             |cr| {
+                let generation = cr.metadata.generation;
                 cr.status
                     .get_or_insert_with(Default::default)
-                    .cluster_status = state.to_string()
+                    .set_state(state.as_str(), generation)
             },
             true,
         )

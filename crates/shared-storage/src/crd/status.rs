@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,76 @@ pub struct MPDClusterStatus {
     /// Standard conditions (e.g. `Ready`, `Progressing`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+impl MPDClusterStatus {
+    /// Sets `clusterStatus` and surfaces it for `kubectl` (weakness 30): `observedGeneration`
+    /// and the `Ready` condition (true in `Running`; false otherwise, with the state as
+    /// reason). The transition time changes only when the condition's status does.
+    pub fn set_state(&mut self, state: &str, generation: Option<i64>) {
+        self.cluster_status = state.to_owned();
+        self.observed_generation = generation.or(self.observed_generation);
+        let ready = state == "Running";
+        let status = if ready { "True" } else { "False" };
+        let reason = if state.is_empty() { "Unknown" } else { state };
+        let message = if ready {
+            "the cluster is running".to_owned()
+        } else {
+            format!("the cluster is {state}")
+        };
+        match self.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+            Some(existing) => {
+                if existing.status != status {
+                    existing.last_transition_time = Time(Timestamp::now());
+                }
+                existing.status = status.to_owned();
+                existing.reason = reason.to_owned();
+                existing.message = message;
+                existing.observed_generation = generation;
+            }
+            None => self.conditions.push(Condition {
+                type_: "Ready".to_owned(),
+                status: status.to_owned(),
+                reason: reason.to_owned(),
+                message,
+                observed_generation: generation,
+                last_transition_time: Time(Timestamp::now()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weakness_30_state_is_surfaced_as_ready_condition_and_observed_generation() {
+        let mut status = MPDClusterStatus::default();
+        status.set_state("ModifyClass", Some(3));
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", "ModifyClass")
+        );
+        let since = ready.last_transition_time.clone();
+        status.set_state("Running", Some(3));
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].status, "True");
+        let again = status.conditions[0].last_transition_time.clone();
+        status.set_state("Running", Some(4));
+        assert_eq!(
+            status.conditions[0].last_transition_time, again,
+            "no transition, same time"
+        );
+        assert!(again.0 >= since.0);
+        assert_eq!(status.observed_generation, Some(4));
+    }
 }
 
 /// The cluster manager's status.

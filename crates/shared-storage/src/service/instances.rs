@@ -332,3 +332,81 @@ impl SharedStorageService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ports::{CmInsStatus, CmRole, CmStatus, PortError, Progress};
+    use crate::steps::testing::{ready_on, Fixture};
+
+    fn cm_with(endpoint: &str, phase: &str) -> CmStatus {
+        CmStatus {
+            phase: "RUNNING".into(),
+            ha_enabled: true,
+            rw: None,
+            ro: vec![CmInsStatus {
+                endpoint: endpoint.into(),
+                pod_name: String::new(),
+                phase: phase.into(),
+                start_at: String::new(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn weakness_6_a_failed_ro_is_noticed_from_its_own_phase_at_once() {
+        let mut f = Fixture::running();
+        // The RO 1004 runs on node-2 (client IP 192.168.0.2); the CM reports it FAILED.
+        f.cm.expect_status()
+            .returning(|_| Ok(cm_with("192.168.0.2:5432", "FAILED")));
+        f.cm.expect_add_ins().never();
+        let f = f.build();
+        let loaded = f
+            .service
+            .load(&f.cluster, Default::default())
+            .await
+            .unwrap();
+        let err = f
+            .service
+            .ensure_in_cm(&loaded.model, "1004", CmRole::Ro)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("1004 is FAILED"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn weakness_9_a_pfsd_start_failure_is_an_error_not_a_started_pfsd() {
+        let mut f = Fixture::creating();
+        f.pods.expect_ensure_pod().returning(|_| Ok(ready_on(2)));
+        f.pfsd.expect_start_pfsd().returning(|_, _, _| {
+            Err(PortError::Unavailable {
+                port: "pfsd",
+                message: "exec failed".into(),
+            })
+        });
+        f.engine.expect_health().never();
+        f.engine.expect_install().never();
+        let f = f.build();
+        let mut loaded = f
+            .service
+            .load(&f.cluster, Default::default())
+            .await
+            .unwrap();
+        let err = f
+            .service
+            .ensure_instance_installed(&mut loaded.model, "1004", crate::domain::InsType::Ro)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("exec failed"), "{err}");
+        assert!(!f.instance("1004").installed);
+    }
+
+    #[tokio::test]
+    async fn weakness_8_cm_affinity_waits_until_the_cm_has_moved() {
+        let mut f = Fixture::running();
+        f.cm.expect_ensure_affinity()
+            .returning(|_, _| Ok(Progress::pending("moving the cluster manager off node-1")));
+        let f = f.build();
+        let outcome = f.run("EnsureCmRwAffinity").await.unwrap();
+        assert!(matches!(outcome, Progress::Pending { .. }), "{outcome:?}");
+    }
+}

@@ -109,7 +109,9 @@ impl SharedStorageService {
         .await
     }
 
-    /// Sets `status.clusterStatus` (no write when it already has that value).
+    /// Sets `status.clusterStatus`, and surfaces it for `kubectl` (weakness 30): the
+    /// `Ready` condition (true in `Running`, false with the state as reason otherwise) and
+    /// `observedGeneration`. No write when nothing changes.
     pub async fn set_cluster_status(
         &self,
         cluster: &ClusterRef,
@@ -119,7 +121,7 @@ impl SharedStorageService {
             let mut out = cr.clone();
             out.status
                 .get_or_insert_with(Default::default)
-                .cluster_status = state.to_owned();
+                .set_state(state, cr.metadata.generation);
             out
         })
         .await
