@@ -1,8 +1,10 @@
 //! The PolarDB shared-storage operator on `wf-engine`.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod crd;
 pub mod domain;
+pub mod flows;
 pub mod operator;
 pub mod ports;
 pub mod registration;

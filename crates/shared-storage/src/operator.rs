@@ -33,6 +33,12 @@ impl std::fmt::Debug for Operator {
     }
 }
 
+/// Where the flows come from.
+enum Flows {
+    Dir(PathBuf),
+    Loader(Box<dyn wf_engine::FlowLoader>),
+}
+
 /// Adds the memento store to the manager builder.
 type WithStore = Box<dyn FnOnce(ManagerBuilder) -> ManagerBuilder>;
 type ManagerBuilder = wf_engine::WorkflowManagerBuilder<MpdClusterResource>;
@@ -40,7 +46,7 @@ type ManagerBuilder = wf_engine::WorkflowManagerBuilder<MpdClusterResource>;
 /// How to build an [`Operator`].
 pub struct OperatorBuilder {
     ports: Ports,
-    flow_dir: PathBuf,
+    flows: Flows,
     service: ServiceConfig,
     workflow: WorkflowConfig,
     mementos: Option<WithStore>,
@@ -50,9 +56,22 @@ pub struct OperatorBuilder {
 impl OperatorBuilder {
     /// An operator over `ports`, reading flows from `<flow_dir>/shared/`.
     pub fn new(ports: Ports, flow_dir: impl Into<PathBuf>) -> Self {
+        Self::with_flows(ports, Flows::Dir(flow_dir.into()))
+    }
+
+    /// An operator over `ports` with the flows embedded in the crate
+    /// ([`crate::flows::embedded_loader`]).
+    pub fn embedded(ports: Ports) -> Self {
+        Self::with_flows(
+            ports,
+            Flows::Loader(Box::new(crate::flows::embedded_loader())),
+        )
+    }
+
+    fn with_flows(ports: Ports, flows: Flows) -> Self {
         OperatorBuilder {
             ports,
-            flow_dir: flow_dir.into(),
+            flows,
             service: ServiceConfig::default(),
             workflow: WorkflowConfig::default(),
             mementos: None,
@@ -98,8 +117,12 @@ impl OperatorBuilder {
         let mut registry = StepRegistry::new();
         crate::steps::register(&mut registry, service.clone());
         let recover = ClusterRecover::new(self.workflow.annotations.clone());
-        let mut builder = WorkflowManager::builder(RESOURCE_TYPE)
-            .flow_dir(self.flow_dir)
+        let builder = WorkflowManager::builder(RESOURCE_TYPE);
+        let builder = match self.flows {
+            Flows::Dir(dir) => builder.flow_dir(dir),
+            Flows::Loader(loader) => builder.boxed_loader(loader),
+        };
+        let mut builder = builder
             .registry(registry)
             .recover(recover)
             .config(self.workflow);

@@ -78,6 +78,13 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
         self
     }
 
+    /// Uses a boxed custom loader instead of a flow directory.
+    #[must_use]
+    pub fn boxed_loader(mut self, loader: Box<dyn FlowLoader>) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
     /// Registers a step class made by `factory` (a fresh instance per execution).
     #[must_use]
     pub fn step<S, F>(mut self, class_name: impl Into<String>, factory: F) -> Self

@@ -1,0 +1,217 @@
+//! `local`: apply documents to the embedded backend and reconcile until stable.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use wf_engine::{FileMementoStore, HistoryRecorder, ResourceKey, RetryPolicy, WorkflowConfig};
+
+use super::args::{GlobalArgs, LocalArgs};
+use super::printer::TransitionPrinter;
+use super::runner::{settle_all, Settled};
+use super::{EXIT_INTERRUPTED, EXIT_OK};
+use crate::crd::MPDCluster;
+use crate::local::{validate_paths, ApplyOutcome, LocalBackend, LocalError};
+use crate::operator::{Operator, OperatorBuilder};
+use crate::ports::sim::SimConfig;
+use crate::ports::{CallRetry, ClusterStore};
+use crate::registration::RESOURCE_TYPE;
+use crate::service::ServiceConfig;
+
+fn exit_code(err: &LocalError) -> u8 {
+    u8::try_from(err.exit_code()).unwrap_or(EXIT_INTERRUPTED)
+}
+
+fn key_of(doc: &MPDCluster) -> ResourceKey {
+    ResourceKey::new(
+        doc.metadata.namespace.clone().unwrap_or_default(),
+        doc.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Loads and validates every file; documents without a namespace get `namespace`.
+fn documents(files: &[PathBuf], namespace: &str) -> Result<Vec<(PathBuf, MPDCluster)>, LocalError> {
+    let mut docs = validate_paths(files)?;
+    for (_, doc) in &mut docs {
+        if doc.metadata.namespace.as_deref().unwrap_or_default().is_empty() {
+            doc.metadata.namespace = Some(namespace.to_owned());
+        }
+    }
+    Ok(docs)
+}
+
+/// Local-mode timings: short polls and backoff, so a person watches flows move.
+fn operator(backend: &LocalBackend, printer: Arc<TransitionPrinter>) -> Result<Operator, wf_engine::Error> {
+    // Two tries per call: transient faults mostly vanish, the rest show up as step retries.
+    let ports = backend.ports().with_call_retries(CallRetry {
+        attempts: 2,
+        delay: Duration::from_millis(20),
+    });
+    let mut retry = RetryPolicy::default();
+    retry.backoff.initial = Duration::from_millis(200);
+    retry.backoff.max = Duration::from_secs(2);
+    OperatorBuilder::embedded(ports)
+        .service_config(ServiceConfig {
+            poll_interval: Duration::from_millis(100),
+            ..ServiceConfig::default()
+        })
+        .workflow_config(WorkflowConfig {
+            wait_interval: Duration::from_millis(100),
+            cancel_poll_interval: Duration::from_millis(500),
+            default_retry: retry,
+            ..WorkflowConfig::default()
+        })
+        .memento_store(FileMementoStore::new(backend.state.memento_dir()))
+        .hook(Arc::new(HistoryRecorder::new(backend.state.history_dir(), RESOURCE_TYPE)))
+        .hook(printer)
+        .build()
+}
+
+fn apply(backend: &LocalBackend, docs: &[(PathBuf, MPDCluster)]) -> Result<Vec<ResourceKey>, LocalError> {
+    let mut keys = Vec::new();
+    for (path, doc) in docs {
+        let key = key_of(doc);
+        let outcome = backend.clusters.apply(doc)?;
+        let what = match outcome {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Updated => "updated",
+            ApplyOutcome::Unchanged => "unchanged",
+        };
+        println!("{key}: {what} from {}", path.display());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Prints the summary; returns the exit code.
+fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
+    let mut code = EXIT_OK;
+    for (key, settled) in results {
+        match settled {
+            Settled::Running => println!("{key}: Running"),
+            Settled::Interrupted { reason, message } => {
+                code = EXIT_INTERRUPTED;
+                println!("{key}: Interrupt: {reason}: {message}");
+                println!(
+                    "  to recover: shared-storage-operator recover {} --namespace {} --state-dir {}  (then run `local` again)",
+                    key.name,
+                    key.namespace,
+                    global.state_dir.display()
+                );
+            }
+            Settled::Other(state) => {
+                code = EXIT_INTERRUPTED;
+                println!("{key}: stopped in state {state}");
+            }
+            Settled::Gone => println!("{key}: deleted"),
+            Settled::Failed(error) => {
+                code = EXIT_INTERRUPTED;
+                println!("{key}: reconcile keeps failing: {error}");
+            }
+        }
+    }
+    code
+}
+
+fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Runs `local`.
+pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
+    // Validate every input before the state directory is touched.
+    let docs = match documents(&args.files, &global.namespace) {
+        Ok(docs) => docs,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code(&err);
+        }
+    };
+    let sim = SimConfig {
+        latency: args.sim_latency,
+        fail_rate: args.sim_fail_rate,
+        seed: args.sim_seed,
+        ready_after_polls: 1,
+    };
+    let backend = match LocalBackend::open(&global.state_dir, sim) {
+        Ok(backend) => backend,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code(&err);
+        }
+    };
+    let printer = Arc::new(TransitionPrinter::new(std::io::stdout().is_terminal()));
+    let op = match operator(&backend, printer) {
+        Ok(op) => Arc::new(op),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_INTERRUPTED;
+        }
+    };
+    let store: Arc<dyn ClusterStore> = backend.clusters.clone();
+    let keys = match apply(&backend, &docs) {
+        Ok(keys) => keys,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code(&err);
+        }
+    };
+    let workers = usize::from(args.workers);
+    let mut results = settle_all(op.clone(), store.clone(), keys.clone(), workers).await;
+    let mut code = report(global, &results);
+    if !args.watch {
+        return code;
+    }
+
+    println!("watching {} file(s); Ctrl-C to stop", args.files.len());
+    let mut seen = modified(&args.files);
+    let mut versions = resource_versions(&backend, &keys);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return code,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = modified(&args.files);
+        let mut changed: Vec<ResourceKey> = Vec::new();
+        if now != seen {
+            seen = now;
+            match documents(&args.files, &global.namespace).and_then(|docs| apply(&backend, &docs)) {
+                Ok(applied) => changed.extend(applied),
+                Err(err) => {
+                    eprintln!("error: {err} (not applied; fix the file)");
+                    continue;
+                }
+            }
+        }
+        let current = resource_versions(&backend, &keys);
+        for key in &keys {
+            if current.get(key) != versions.get(key) && !changed.contains(key) {
+                changed.push(key.clone());
+            }
+        }
+        if changed.is_empty() {
+            continue;
+        }
+        let settled = settle_all(op.clone(), store.clone(), changed, workers).await;
+        results.extend(settled);
+        code = report(global, &results);
+        versions = resource_versions(&backend, &keys);
+    }
+}
+
+fn resource_versions(backend: &LocalBackend, keys: &[ResourceKey]) -> BTreeMap<ResourceKey, String> {
+    keys.iter()
+        .filter_map(|k| {
+            let cr = backend.clusters.read(&k.namespace, &k.name).ok()?;
+            Some((k.clone(), cr.metadata.resource_version.unwrap_or_default()))
+        })
+        .collect()
+}
+

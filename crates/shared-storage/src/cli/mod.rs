@@ -1,0 +1,56 @@
+//! The command line of `shared-storage-operator`: argument parsing and dispatch. The binary
+//! is a thin shell over this module.
+
+mod args;
+mod inspect;
+mod local;
+mod printer;
+mod runner;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::{Cli, Command, OutputFormat};
+
+/// Exit code: everything ended `Running` (or the command succeeded).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a resource is `Interrupt`, or a command failed at run time.
+pub const EXIT_INTERRUPTED: u8 = 1;
+/// Exit code: bad input (a malformed or invalid document, a bad flag) or a locked state dir.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_INTERRUPTED);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli)))
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> u8 {
+    let global = cli.global.clone();
+    match cli.command {
+        Command::Local(args) => local::run(&global, args).await,
+        Command::Workflows(args) => inspect::workflows(&global, &args.name, args.output).await,
+        Command::History(args) => inspect::history(&global, &args.name, args.output),
+        Command::Get(args) => inspect::get(&global, &args.name),
+        Command::Recover(args) => inspect::recover(&global, &args.name),
+        Command::Cancel(args) => inspect::cancel(&global, &args.name),
+    }
+}

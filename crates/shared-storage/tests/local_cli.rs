@@ -1,0 +1,262 @@
+//! The `shared-storage-operator` binary as a person uses it: `local` on the embedded
+//! backend, crash and resume, change files, bad input, faults.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use shared_storage::crd::MPDCluster;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+}
+
+fn op(state: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("run the binary")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn local(state: &Path, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["local", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    op(state, &args)
+}
+
+fn get(state: &Path, name: &str) -> MPDCluster {
+    let out = op(state, &["get", name]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_yaml::from_slice(&out.stdout).expect("get prints the resource as YAML")
+}
+
+fn history(state: &Path, name: &str) -> Vec<serde_json::Value> {
+    let out = op(state, &["history", name, "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("history --output json")
+}
+
+/// Every file under `dir` with its content.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+const CREATE_STEPS: [&str; 6] = [
+    "InitMeta",
+    "PrepareStorage",
+    "CreateClusterManager",
+    "CreateRwPod",
+    "CreateRoPods",
+    "UpdateRunningStatus",
+];
+
+#[test]
+fn local_runs_the_sample_to_running_and_prints_every_create_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for step in CREATE_STEPS {
+        assert!(
+            stdout.lines().any(|l| l.contains("CreateSharedStorageCluster") && l.contains(step) && l.contains("completed")),
+            "no completed line for {step}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("default/demo: Running"), "{stdout}");
+    let cr = get(dir.path(), "demo");
+    assert_eq!(cr.status.unwrap().cluster_status, "Running");
+}
+
+#[test]
+fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["local", example("mpdcluster.yaml").to_str().unwrap(), "--sim-latency", "40ms", "--state-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut completed = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 3 && fields[2] != "-" && fields[3] == "completed" {
+            completed += 1;
+            if completed == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(completed, 2, "two steps completed before the kill");
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let events = history(dir.path(), "demo");
+    for step in CREATE_STEPS {
+        let done = events
+            .iter()
+            .filter(|e| e["flow_name"] == "CreateSharedStorageCluster" && e["step_name"] == step && e["type"] == "StepCompleted")
+            .count();
+        assert_eq!(done, 1, "{step} completed {done} times: {events:#?}");
+    }
+}
+
+fn apply_change(state: &Path, file: &Path) -> MPDCluster {
+    let out = local(state, file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), text(&out));
+    get(state, "demo")
+}
+
+#[test]
+fn each_change_file_ends_running_with_its_change_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let base = apply_change(state, &example("mpdcluster.yaml"));
+    let base_status = base.status.clone().unwrap();
+
+    let modified = apply_change(state, &example("modify-class.yaml"));
+    assert_eq!(modified.spec.class_info.class_name, "polar.o.x4.large");
+    assert_ne!(modified.status.as_ref().unwrap().leader_instance_id, base_status.leader_instance_id);
+
+    let added = apply_change(state, &example("add-ro.yaml"));
+    let ros = added.status.as_ref().unwrap().db_instance_status.values().filter(|i| i.ins_type == "ro").count();
+    assert_eq!(ros, 3);
+
+    let restarted = apply_change(state, &example("restart.yaml"));
+    let annotations = restarted.metadata.annotations.clone().unwrap_or_default();
+    assert!(!annotations.contains_key("restartCluster"), "the request was consumed");
+    assert!(history(state, "demo").iter().any(|e| e["flow_name"] == "SharedStorageClusterRestartCluster" && e["type"] == "WorkFlowCompleted"));
+
+    let upgraded = apply_change(state, &example("upgrade.yaml"));
+    assert_eq!(upgraded.spec.version_cfg.version_name, "1.1.2");
+
+    // switch-rw.yaml names its target in the annotation; point it at an RO of this run.
+    let target = upgraded
+        .status
+        .as_ref()
+        .unwrap()
+        .db_instance_status
+        .values()
+        .find(|i| i.ins_type == "ro")
+        .unwrap()
+        .ins_id
+        .clone();
+    let template = std::fs::read_to_string(example("switch-rw.yaml")).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&template).unwrap();
+    doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.clone());
+    let file = dir.path().join("switch.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let switched = apply_change(state, &file);
+    assert_eq!(switched.status.unwrap().leader_instance_id, target);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_and_field_and_leaves_the_state_dir_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = local(&state, &example("mpdcluster.yaml"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let before = snapshot(&state);
+    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
+    let cases = [
+        ("malformed.yaml", "apiVersion: mpd.polardb.aliyun.com/v1\nkind: MPDCluster\nmetadata: {name: [x\n".to_owned(), "malformed.yaml"),
+        ("unknown.yaml", sample.replace("followerNum:", "followerNumber: 1\n  followerNum:"), "followerNumber"),
+        ("wrong-type.yaml", sample.replace("followerNum: 2", "followerNum: two"), "followerNum"),
+        ("missing.yaml", sample.replace("  operatorName: polar-mpd\n", ""), "operatorName"),
+    ];
+    for (name, body, field) in cases {
+        let file = write(dir.path(), name, &body);
+        let out = local(&state, &file, &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{name}: the message names the file: {stderr}");
+        assert!(stderr.contains(field), "{name}: the message names {field}: {stderr}");
+        assert_eq!(snapshot(&state), before, "{name}: the state dir changed");
+    }
+}
+
+#[test]
+fn a_second_process_on_the_same_state_dir_exits_2_naming_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = example("mpdcluster.yaml");
+    let mut first = Command::new(bin())
+        .args(["local", sample.to_str().unwrap(), "--watch", "--state-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = first.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if line.starts_with("watching") {
+            break;
+        }
+        line.clear();
+    }
+    let before = snapshot(dir.path());
+    let out = local(dir.path(), &sample, &[]);
+    let after = snapshot(dir.path());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(".lock") || stderr.contains("in use"), "{stderr}");
+    assert_eq!(before, after, "the second process changed nothing");
+}
+
+#[test]
+fn twenty_percent_faults_still_end_running_with_retries_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &["--sim-fail-rate", "0.2", "--sim-seed", "7"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
+    assert!(runs.status.success(), "{}", text(&runs));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+    let retries: u64 = runs
+        .iter()
+        .map(|r| r["run_retries"].as_u64().unwrap_or(0) + r["step_retries"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(retries > 0, "retries are visible: {runs:#?}");
+    let table = op(dir.path(), &["workflows", "demo"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("CreateSharedStorageCluster"));
+}
