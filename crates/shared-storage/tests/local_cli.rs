@@ -139,31 +139,58 @@ fn apply_change(state: &Path, file: &Path) -> MPDCluster {
     get(state, "demo")
 }
 
-#[test]
-fn each_change_file_ends_running_with_its_change_visible() {
+/// A fresh state dir with the sample cluster Running, then `change` applied.
+fn changed(change: &Path) -> (tempfile::TempDir, MPDCluster, MPDCluster) {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path();
-    let base = apply_change(state, &example("mpdcluster.yaml"));
-    let base_status = base.status.clone().unwrap();
+    let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
+    let after = apply_change(dir.path(), change);
+    (dir, base, after)
+}
 
-    let modified = apply_change(state, &example("modify-class.yaml"));
-    assert_eq!(modified.spec.class_info.class_name, "polar.o.x4.large");
-    assert_ne!(modified.status.as_ref().unwrap().leader_instance_id, base_status.leader_instance_id);
+fn count(cr: &MPDCluster, ty: &str) -> usize {
+    cr.status.as_ref().unwrap().db_instance_status.values().filter(|i| i.ins_type == ty).count()
+}
 
-    let added = apply_change(state, &example("add-ro.yaml"));
-    let ros = added.status.as_ref().unwrap().db_instance_status.values().filter(|i| i.ins_type == "ro").count();
-    assert_eq!(ros, 3);
+#[test]
+fn modify_class_file_gives_the_new_class_and_a_new_rw() {
+    let (_dir, base, after) = changed(&example("modify-class.yaml"));
+    assert_eq!(after.spec.class_info.class_name, "polar.o.x4.large");
+    assert_eq!(after.spec.class_info_modify_to.class_name, "");
+    assert_ne!(after.status.as_ref().unwrap().leader_instance_id, base.status.as_ref().unwrap().leader_instance_id);
+    assert_eq!(count(&after, "ro"), 2);
+}
 
-    let restarted = apply_change(state, &example("restart.yaml"));
-    let annotations = restarted.metadata.annotations.clone().unwrap_or_default();
+#[test]
+fn add_ro_file_adds_a_third_ro() {
+    let (_dir, _, after) = changed(&example("add-ro.yaml"));
+    assert_eq!(count(&after, "ro"), 3);
+    assert_eq!(after.spec.follower_num, 3);
+}
+
+#[test]
+fn restart_file_restarts_the_cluster_and_consumes_the_request() {
+    let (dir, _, after) = changed(&example("restart.yaml"));
+    let annotations = after.metadata.annotations.clone().unwrap_or_default();
     assert!(!annotations.contains_key("restartCluster"), "the request was consumed");
-    assert!(history(state, "demo").iter().any(|e| e["flow_name"] == "SharedStorageClusterRestartCluster" && e["type"] == "WorkFlowCompleted"));
+    assert!(history(dir.path(), "demo")
+        .iter()
+        .any(|e| e["flow_name"] == "SharedStorageClusterRestartCluster" && e["type"] == "WorkFlowCompleted"));
+}
 
-    let upgraded = apply_change(state, &example("upgrade.yaml"));
-    assert_eq!(upgraded.spec.version_cfg.version_name, "1.1.2");
+#[test]
+fn upgrade_file_moves_the_cluster_to_the_new_version() {
+    let (_dir, base, after) = changed(&example("upgrade.yaml"));
+    assert_eq!(after.spec.version_cfg.version_name, "1.1.2");
+    assert!(after.spec.version_cfg_modify_to.is_none());
+    assert_ne!(after.status.as_ref().unwrap().leader_instance_id, base.status.as_ref().unwrap().leader_instance_id);
+}
 
+#[test]
+fn switch_rw_file_makes_the_named_ro_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
     // switch-rw.yaml names its target in the annotation; point it at an RO of this run.
-    let target = upgraded
+    let target = base
         .status
         .as_ref()
         .unwrap()
@@ -178,7 +205,7 @@ fn each_change_file_ends_running_with_its_change_visible() {
     doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.clone());
     let file = dir.path().join("switch.yaml");
     std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let switched = apply_change(state, &file);
+    let switched = apply_change(dir.path(), &file);
     assert_eq!(switched.status.unwrap().leader_instance_id, target);
 }
 
