@@ -3,6 +3,7 @@
 
 pub mod crd;
 pub mod domain;
+pub mod local;
 pub mod operator;
 pub mod ports;
 pub mod registration;
