@@ -12,11 +12,13 @@
 //! Every file is replaced atomically (temp file, fsync, rename, fsync of the directory).
 
 pub(crate) mod atomic;
+mod backend;
 mod cluster_files;
 mod documents;
 mod error;
 mod state_dir;
 
+pub use backend::LocalBackend;
 pub use cluster_files::{ApplyOutcome, FileClusterStore};
 pub use documents::{load_documents, validate_paths, API_VERSION, KIND};
 pub use error::LocalError;
