@@ -5,6 +5,7 @@ pub mod cli;
 pub mod crd;
 pub mod domain;
 pub mod flows;
+pub mod local;
 pub mod operator;
 pub mod ports;
 pub mod registration;

@@ -13,7 +13,9 @@ fn bin() -> PathBuf {
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
 }
 
 fn op(state: &Path, args: &[&str]) -> Output {
@@ -86,7 +88,11 @@ fn local_runs_the_sample_to_running_and_prints_every_create_step() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     for step in CREATE_STEPS {
         assert!(
-            stdout.lines().any(|l| l.contains("CreateSharedStorageCluster") && l.contains(step) && l.contains("completed")),
+            stdout
+                .lines()
+                .any(|l| l.contains("CreateSharedStorageCluster")
+                    && l.contains(step)
+                    && l.contains("completed")),
             "no completed line for {step}:\n{stdout}"
         );
     }
@@ -99,7 +105,13 @@ fn local_runs_the_sample_to_running_and_prints_every_create_step() {
 fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin())
-        .args(["local", example("mpdcluster.yaml").to_str().unwrap(), "--sim-latency", "40ms", "--state-dir"])
+        .args([
+            "local",
+            example("mpdcluster.yaml").to_str().unwrap(),
+            "--sim-latency",
+            "40ms",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -127,7 +139,11 @@ fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
     for step in CREATE_STEPS {
         let done = events
             .iter()
-            .filter(|e| e["flow_name"] == "CreateSharedStorageCluster" && e["step_name"] == step && e["type"] == "StepCompleted")
+            .filter(|e| {
+                e["flow_name"] == "CreateSharedStorageCluster"
+                    && e["step_name"] == step
+                    && e["type"] == "StepCompleted"
+            })
             .count();
         assert_eq!(done, 1, "{step} completed {done} times: {events:#?}");
     }
@@ -135,7 +151,13 @@ fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
 
 fn apply_change(state: &Path, file: &Path) -> MPDCluster {
     let out = local(state, file, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: {}",
+        file.display(),
+        text(&out)
+    );
     get(state, "demo")
 }
 
@@ -148,7 +170,13 @@ fn changed(change: &Path) -> (tempfile::TempDir, MPDCluster, MPDCluster) {
 }
 
 fn count(cr: &MPDCluster, ty: &str) -> usize {
-    cr.status.as_ref().unwrap().db_instance_status.values().filter(|i| i.ins_type == ty).count()
+    cr.status
+        .as_ref()
+        .unwrap()
+        .db_instance_status
+        .values()
+        .filter(|i| i.ins_type == ty)
+        .count()
 }
 
 #[test]
@@ -156,7 +184,10 @@ fn modify_class_file_gives_the_new_class_and_a_new_rw() {
     let (_dir, base, after) = changed(&example("modify-class.yaml"));
     assert_eq!(after.spec.class_info.class_name, "polar.o.x4.large");
     assert_eq!(after.spec.class_info_modify_to.class_name, "");
-    assert_ne!(after.status.as_ref().unwrap().leader_instance_id, base.status.as_ref().unwrap().leader_instance_id);
+    assert_ne!(
+        after.status.as_ref().unwrap().leader_instance_id,
+        base.status.as_ref().unwrap().leader_instance_id
+    );
     assert_eq!(count(&after, "ro"), 2);
 }
 
@@ -171,10 +202,14 @@ fn add_ro_file_adds_a_third_ro() {
 fn restart_file_restarts_the_cluster_and_consumes_the_request() {
     let (dir, _, after) = changed(&example("restart.yaml"));
     let annotations = after.metadata.annotations.clone().unwrap_or_default();
-    assert!(!annotations.contains_key("restartCluster"), "the request was consumed");
+    assert!(
+        !annotations.contains_key("restartCluster"),
+        "the request was consumed"
+    );
     assert!(history(dir.path(), "demo")
         .iter()
-        .any(|e| e["flow_name"] == "SharedStorageClusterRestartCluster" && e["type"] == "WorkFlowCompleted"));
+        .any(|e| e["flow_name"] == "SharedStorageClusterRestartCluster"
+            && e["type"] == "WorkFlowCompleted"));
 }
 
 #[test]
@@ -182,7 +217,10 @@ fn upgrade_file_moves_the_cluster_to_the_new_version() {
     let (_dir, base, after) = changed(&example("upgrade.yaml"));
     assert_eq!(after.spec.version_cfg.version_name, "1.1.2");
     assert!(after.spec.version_cfg_modify_to.is_none());
-    assert_ne!(after.status.as_ref().unwrap().leader_instance_id, base.status.as_ref().unwrap().leader_instance_id);
+    assert_ne!(
+        after.status.as_ref().unwrap().leader_instance_id,
+        base.status.as_ref().unwrap().leader_instance_id
+    );
 }
 
 #[test]
@@ -224,18 +262,41 @@ fn bad_input_exits_2_naming_file_and_field_and_leaves_the_state_dir_unchanged() 
     let before = snapshot(&state);
     let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
     let cases = [
-        ("malformed.yaml", "apiVersion: mpd.polardb.aliyun.com/v1\nkind: MPDCluster\nmetadata: {name: [x\n".to_owned(), "malformed.yaml"),
-        ("unknown.yaml", sample.replace("followerNum:", "followerNumber: 1\n  followerNum:"), "followerNumber"),
-        ("wrong-type.yaml", sample.replace("followerNum: 2", "followerNum: two"), "followerNum"),
-        ("missing.yaml", sample.replace("  operatorName: polar-mpd\n", ""), "operatorName"),
+        (
+            "malformed.yaml",
+            "apiVersion: mpd.polardb.aliyun.com/v1\nkind: MPDCluster\nmetadata: {name: [x\n"
+                .to_owned(),
+            "malformed.yaml",
+        ),
+        (
+            "unknown.yaml",
+            sample.replace("followerNum:", "followerNumber: 1\n  followerNum:"),
+            "followerNumber",
+        ),
+        (
+            "wrong-type.yaml",
+            sample.replace("followerNum: 2", "followerNum: two"),
+            "followerNum",
+        ),
+        (
+            "missing.yaml",
+            sample.replace("  operatorName: polar-mpd\n", ""),
+            "operatorName",
+        ),
     ];
     for (name, body, field) in cases {
         let file = write(dir.path(), name, &body);
         let out = local(&state, &file, &[]);
         assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(name), "{name}: the message names the file: {stderr}");
-        assert!(stderr.contains(field), "{name}: the message names {field}: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}: the message names the file: {stderr}"
+        );
+        assert!(
+            stderr.contains(field),
+            "{name}: the message names {field}: {stderr}"
+        );
         assert_eq!(snapshot(&state), before, "{name}: the state dir changed");
     }
 }
@@ -267,14 +328,21 @@ fn a_second_process_on_the_same_state_dir_exits_2_naming_the_lock() {
     first.wait().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(".lock") || stderr.contains("in use"), "{stderr}");
+    assert!(
+        stderr.contains(".lock") || stderr.contains("in use"),
+        "{stderr}"
+    );
     assert_eq!(before, after, "the second process changed nothing");
 }
 
 #[test]
 fn twenty_percent_faults_still_end_running_with_retries_visible() {
     let dir = tempfile::tempdir().unwrap();
-    let out = local(dir.path(), &example("mpdcluster.yaml"), &["--sim-fail-rate", "0.2", "--sim-seed", "7"]);
+    let out = local(
+        dir.path(),
+        &example("mpdcluster.yaml"),
+        &["--sim-fail-rate", "0.2", "--sim-seed", "7"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
     assert!(runs.status.success(), "{}", text(&runs));

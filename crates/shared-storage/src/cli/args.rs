@@ -114,12 +114,22 @@ mod tests {
     #[test]
     fn global_options_are_accepted_after_the_subcommand() {
         let cli = Cli::try_parse_from([
-            "op", "local", "a.yaml", "--state-dir", "/tmp/x", "--sim-fail-rate", "0.2", "--sim-seed", "7",
+            "op",
+            "local",
+            "a.yaml",
+            "--state-dir",
+            "/tmp/x",
+            "--sim-fail-rate",
+            "0.2",
+            "--sim-seed",
+            "7",
         ])
         .unwrap();
         assert_eq!(cli.global.state_dir, PathBuf::from("/tmp/x"));
         assert_eq!(cli.global.namespace, "default");
-        let Command::Local(local) = cli.command else { panic!("local") };
+        let Command::Local(local) = cli.command else {
+            panic!("local")
+        };
         assert_eq!(local.sim_fail_rate, 0.2);
         assert_eq!(local.sim_seed, 7);
     }
@@ -131,8 +141,11 @@ mod tests {
 
     #[test]
     fn outputs_parse() {
-        let cli = Cli::try_parse_from(["op", "workflows", "demo", "--output", "json", "-n", "ns"]).unwrap();
-        let Command::Workflows(args) = cli.command else { panic!("workflows") };
+        let cli = Cli::try_parse_from(["op", "workflows", "demo", "--output", "json", "-n", "ns"])
+            .unwrap();
+        let Command::Workflows(args) = cli.command else {
+            panic!("workflows")
+        };
         assert_eq!(args.output, OutputFormat::Json);
         assert_eq!(cli.global.namespace, "ns");
     }

@@ -52,8 +52,16 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
         Ok(state) => state,
         Err(err) => return fail(err),
     };
-    let storage = FileMementoStore::new(state.memento_dir()).storage(&global.namespace, &caretaker_name(name));
-    let caretaker = match MementoCaretaker::load(caretaker_name(name), Arc::new(storage), usize::MAX, usize::MAX).await {
+    let storage = FileMementoStore::new(state.memento_dir())
+        .storage(&global.namespace, &caretaker_name(name));
+    let caretaker = match MementoCaretaker::load(
+        caretaker_name(name),
+        Arc::new(storage),
+        usize::MAX,
+        usize::MAX,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(err) => return fail(err),
     };
@@ -120,7 +128,9 @@ pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
         Ok(state) => state,
         Err(err) => return fail(err),
     };
-    let path = state.history_dir().join(format!("{RESOURCE_TYPE}_workflow.txt"));
+    let path = state
+        .history_dir()
+        .join(format!("{RESOURCE_TYPE}_workflow.txt"));
     let events: Vec<HistoryEvent> = match read_history(&path) {
         Ok(events) => events
             .into_iter()
@@ -140,7 +150,11 @@ pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
                     "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  {}",
                     time(e.end_time.or(e.start_time)),
                     e.flow_name,
-                    if e.step_name.is_empty() { "-" } else { &e.step_name },
+                    if e.step_name.is_empty() {
+                        "-"
+                    } else {
+                        &e.step_name
+                    },
                     format!("{:?}", e.event_type),
                     e.step,
                     e.retry,

@@ -35,7 +35,13 @@ fn key_of(doc: &MPDCluster) -> ResourceKey {
 fn documents(files: &[PathBuf], namespace: &str) -> Result<Vec<(PathBuf, MPDCluster)>, LocalError> {
     let mut docs = validate_paths(files)?;
     for (_, doc) in &mut docs {
-        if doc.metadata.namespace.as_deref().unwrap_or_default().is_empty() {
+        if doc
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+        {
             doc.metadata.namespace = Some(namespace.to_owned());
         }
     }
@@ -43,7 +49,10 @@ fn documents(files: &[PathBuf], namespace: &str) -> Result<Vec<(PathBuf, MPDClus
 }
 
 /// Local-mode timings: short polls and backoff, so a person watches flows move.
-fn operator(backend: &LocalBackend, printer: Arc<TransitionPrinter>) -> Result<Operator, wf_engine::Error> {
+fn operator(
+    backend: &LocalBackend,
+    printer: Arc<TransitionPrinter>,
+) -> Result<Operator, wf_engine::Error> {
     // Two tries per call: transient faults mostly vanish, the rest show up as step retries.
     let ports = backend.ports().with_call_retries(CallRetry {
         attempts: 2,
@@ -64,12 +73,18 @@ fn operator(backend: &LocalBackend, printer: Arc<TransitionPrinter>) -> Result<O
             ..WorkflowConfig::default()
         })
         .memento_store(FileMementoStore::new(backend.state.memento_dir()))
-        .hook(Arc::new(HistoryRecorder::new(backend.state.history_dir(), RESOURCE_TYPE)))
+        .hook(Arc::new(HistoryRecorder::new(
+            backend.state.history_dir(),
+            RESOURCE_TYPE,
+        )))
         .hook(printer)
         .build()
 }
 
-fn apply(backend: &LocalBackend, docs: &[(PathBuf, MPDCluster)]) -> Result<Vec<ResourceKey>, LocalError> {
+fn apply(
+    backend: &LocalBackend,
+    docs: &[(PathBuf, MPDCluster)],
+) -> Result<Vec<ResourceKey>, LocalError> {
     let mut keys = Vec::new();
     for (path, doc) in docs {
         let key = key_of(doc);
@@ -182,7 +197,8 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         let mut changed: Vec<ResourceKey> = Vec::new();
         if now != seen {
             seen = now;
-            match documents(&args.files, &global.namespace).and_then(|docs| apply(&backend, &docs)) {
+            match documents(&args.files, &global.namespace).and_then(|docs| apply(&backend, &docs))
+            {
                 Ok(applied) => changed.extend(applied),
                 Err(err) => {
                     eprintln!("error: {err} (not applied; fix the file)");
@@ -206,7 +222,10 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
     }
 }
 
-fn resource_versions(backend: &LocalBackend, keys: &[ResourceKey]) -> BTreeMap<ResourceKey, String> {
+fn resource_versions(
+    backend: &LocalBackend,
+    keys: &[ResourceKey],
+) -> BTreeMap<ResourceKey, String> {
     keys.iter()
         .filter_map(|k| {
             let cr = backend.clusters.read(&k.namespace, &k.name).ok()?;
@@ -214,4 +233,3 @@ fn resource_versions(backend: &LocalBackend, keys: &[ResourceKey]) -> BTreeMap<R
         })
         .collect()
 }
-

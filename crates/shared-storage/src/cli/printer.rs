@@ -95,7 +95,9 @@ impl TransitionPrinter {
         let key = Self::key(event);
         let bar = runs.entry(key.clone()).or_insert_with(|| {
             let bar = bars.add(ProgressBar::new(event.runtime.running_steps.len() as u64));
-            if let Ok(style) = ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_prefix(format!("{} {}", event.resource, event.runtime.flow_name));
@@ -124,7 +126,14 @@ impl WorkflowHook for TransitionPrinter {
         self.line(e, "waiting");
     }
     async fn on_step_completed(&self, e: &HookEvent<'_>) {
-        self.line(e, if e.error.is_some() { "failed" } else { "completed" });
+        self.line(
+            e,
+            if e.error.is_some() {
+                "failed"
+            } else {
+                "completed"
+            },
+        );
     }
     async fn on_wf_completed(&self, e: &HookEvent<'_>) {
         self.line(e, "completed");

@@ -44,21 +44,20 @@ const MAX_RECONCILES: u32 = 20_000;
 /// Reconciles one resource until nothing asks to come back.
 pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &ResourceKey) -> Settled {
     let mut errors = 0;
-    let mut last_error = String::new();
     for _ in 0..MAX_RECONCILES {
-        let resource = match MpdClusterResource::load(store.clone(), &key.namespace, &key.name).await {
-            Ok(resource) => resource,
-            Err(err) if err.is_not_found() => return Settled::Gone,
-            Err(err) => {
-                errors += 1;
-                last_error = err.to_string();
-                if errors >= MAX_ERRORS_IN_A_ROW {
-                    return Settled::Failed(last_error);
+        let resource =
+            match MpdClusterResource::load(store.clone(), &key.namespace, &key.name).await {
+                Ok(resource) => resource,
+                Err(err) if err.is_not_found() => return Settled::Gone,
+                Err(err) => {
+                    errors += 1;
+                    if errors >= MAX_ERRORS_IN_A_ROW {
+                        return Settled::Failed(err.to_string());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+            };
         match op.machine.reconcile(&resource, &op.manager).await {
             Ok(done) => {
                 errors = 0;
@@ -69,10 +68,9 @@ pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &Resou
             }
             Err(err) => {
                 errors += 1;
-                last_error = err.to_string();
-                tracing::debug!(resource = %key, error = %last_error, "reconcile failed");
+                tracing::debug!(resource = %key, error = %err, "reconcile failed");
                 if errors >= MAX_ERRORS_IN_A_ROW {
-                    return Settled::Failed(last_error);
+                    return Settled::Failed(err.to_string());
                 }
                 let pause = err.requeue_after().unwrap_or(Duration::from_millis(200));
                 tokio::time::sleep(pause.min(MAX_PAUSE)).await;

@@ -1,11 +1,12 @@
 //! I. Database accounts (Secrets).
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::{ClusterRef, PortError};
 
 /// A database account. The password never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// `aurora` or `replicator`.
     pub name: String,

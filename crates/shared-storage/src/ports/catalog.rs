@@ -1,5 +1,6 @@
 //! K. Instance classes and minor versions.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use super::PortError;
 use crate::domain::ContainerResources;
 
 /// An instance class.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassDef {
     /// The class name.
     pub name: String,
@@ -21,7 +22,7 @@ pub struct ClassDef {
 }
 
 /// A minor version.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionDef {
     /// The version name.
     pub name: String,

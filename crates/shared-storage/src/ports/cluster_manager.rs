@@ -1,6 +1,7 @@
 //! E. The per-cluster cluster manager (HA, failover, instance membership).
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::{ClusterRef, PortError, Progress};
 use crate::domain::StorageInfo;
@@ -25,7 +26,7 @@ pub struct CmSpec {
 }
 
 /// An instance's role for the CM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CmRole {
     /// Read-write.
     Rw,

@@ -20,6 +20,7 @@ mod retrying;
 pub mod sim;
 mod storage;
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use accounts::{Account, AccountStore};
@@ -73,7 +74,7 @@ impl<T> Progress<T> {
 }
 
 /// Identifies a cluster to the ports: namespace and name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ClusterRef {
     /// The namespace.
     pub namespace: String,

@@ -1,11 +1,12 @@
 //! L. Nodes.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::PortError;
 
 /// A node as the operator sees it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// The node name.
     pub name: String,

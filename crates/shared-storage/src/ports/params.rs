@@ -1,5 +1,6 @@
 //! J. Engine parameters.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::{ClusterRef, PortError};
 
 /// One parameter value as stored (`{name, value, updateTime, inoperative_value}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamValue {
     /// The parameter name.
     pub name: String,
@@ -21,7 +22,7 @@ pub struct ParamValue {
 }
 
 /// A parameter ConfigMap: user-params or running-params.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamSet {
     /// Parameters by name.
     pub params: BTreeMap<String, ParamValue>,
@@ -30,7 +31,7 @@ pub struct ParamSet {
 }
 
 /// One entry of the parameter template.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateEntry {
     /// The default value.
     pub default_value: String,
@@ -41,7 +42,7 @@ pub struct TemplateEntry {
 }
 
 /// The parameter template (and white list) of the engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParamTemplate {
     /// Entries by parameter name.
     pub entries: BTreeMap<String, TemplateEntry>,

@@ -1,6 +1,7 @@
 //! I. Database accounts (the account Secrets).
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::{port, Simulation};
 use crate::ports::{Account, AccountStore, ClusterRef, PortError};
@@ -9,7 +10,7 @@ use crate::ports::{Account, AccountStore, ClusterRef, PortError};
 const PASSWORD_LEN: usize = 16;
 
 /// One account Secret, `<cluster>-<logicId>-<name>`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct AccountRecord {
     pub(super) logic_id: String,
     pub(super) account: Account,

@@ -1,5 +1,6 @@
 //! E. The cluster manager of each cluster: its deployment, HA flag and instance membership.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ const FAILED: &str = "FAILED";
 const PENDING: &str = "PENDING";
 
 /// One instance as the simulated cluster manager knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimCmInstance {
     /// `clientIP:port`.
     pub endpoint: String,
@@ -37,7 +38,7 @@ pub struct SimCmInstance {
 }
 
 /// The cluster manager of one cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimCm {
     /// Whether it runs (false while it is being deployed or removed).
     pub deployed: bool,
@@ -58,14 +59,14 @@ pub struct SimCm {
 }
 
 /// A job of the CM deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum CmJob {
     Deploy,
     Remove,
 }
 
 /// An instance record: what the CM shows, and the status calls left until it runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct InsRecord {
     pub(super) ins: SimCmInstance,
     pub(super) countdown: u32,
@@ -73,7 +74,7 @@ pub(super) struct InsRecord {
 }
 
 /// One cluster's CM.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(super) struct CmRecord {
     pub(super) cm: SimCm,
     pub(super) instances: BTreeMap<String, InsRecord>,

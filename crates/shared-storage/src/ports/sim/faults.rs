@@ -1,5 +1,6 @@
 //! Configuration, fault injection and the call log shared by every simulated port.
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::world::World;
@@ -7,7 +8,7 @@ use super::Simulation;
 use crate::ports::PortError;
 
 /// How the simulated world behaves.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimConfig {
     /// How long every port call sleeps before it runs (zero: no sleep at all).
     pub latency: Duration,
@@ -121,7 +122,15 @@ impl Simulation {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        self.lock().run(port, op, args, f)
+        let mut world = self.lock();
+        let result = world.run(port, op, args, f);
+        match world.save() {
+            Ok(()) => result,
+            Err(error) => Err(PortError::Unavailable {
+                port,
+                message: error.to_string(),
+            }),
+        }
     }
 
     /// The configuration in effect.

@@ -22,6 +22,11 @@
 //! - versions `1.1.1` and `1.1.2` (the latest) with the five images;
 //! - a PostgreSQL parameter template and per-class parameters (see [`SimParams`]);
 //! - ids from 1000, host ports from 30000.
+//!
+//! A [`Simulation::persistent`] world lives in a JSON file as well: it is loaded from the
+//! file, and saved atomically whenever it changed (after every port call, and after every
+//! direct change through [`Simulation`]'s methods), so a process killed at any instant
+//! leaves the world as of a completed call.
 
 mod accounts;
 mod allocators;
@@ -37,6 +42,8 @@ mod pods;
 mod storage;
 mod world;
 
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use catalog::LATEST_VERSION;
@@ -47,7 +54,8 @@ pub use pods::{SimEngine, SimPod};
 pub use storage::SimStorage;
 
 use super::Ports;
-use world::World;
+use crate::local::LocalError;
+use world::{Persistence, World};
 
 /// The port names used in errors and in the call log (the field names of [`Ports`]).
 pub mod port {
@@ -93,6 +101,57 @@ impl Simulation {
         }
     }
 
+    /// A world kept in the JSON file `path`: loaded from it when it exists (a file that does
+    /// not parse is [`LocalError::Corrupt`] naming it), else the default world, saved at once.
+    /// From then on, every change is saved atomically (temp file, fsync, rename) before the
+    /// call that made it returns; a port call whose save fails returns
+    /// [`PortError::Unavailable`](crate::ports::PortError) naming the file.
+    ///
+    /// `config` replaces the saved configuration. The random generator goes on from its
+    /// saved state, unless `config.seed` differs from the saved seed: then it restarts from
+    /// the new seed. The call log starts empty.
+    pub fn persistent(config: SimConfig, path: PathBuf) -> Result<Simulation, LocalError> {
+        let mut world = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let mut world: World =
+                    serde_json::from_slice(&bytes).map_err(|e| LocalError::Corrupt {
+                        path: path.clone(),
+                        message: format!("not a simulated world: {e}"),
+                    })?;
+                if world.config.seed != config.seed {
+                    world.rng = fastrand::Rng::with_seed(config.seed);
+                }
+                world.config = config;
+                world.persistence = Some(Persistence { path, saved: bytes });
+                world
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut world = World::new(config);
+                world.persistence = Some(Persistence {
+                    path,
+                    saved: Vec::new(),
+                });
+                world
+            }
+            Err(source) => return Err(LocalError::Io { path, source }),
+        };
+        world.save_if_changed()?;
+        Ok(Simulation {
+            world: Arc::new(Mutex::new(world)),
+        })
+    }
+
+    /// The file of a persistent world; `None` for an in-memory one.
+    pub fn persistent_path(&self) -> Option<PathBuf> {
+        self.lock().persistence.as_ref().map(|p| p.path.clone())
+    }
+
+    /// Saves a persistent world now when it changed since the last save (changes are
+    /// saved automatically; this reports the error of a failed save). A no-op in memory.
+    pub fn save(&self) -> Result<(), LocalError> {
+        self.lock().save()
+    }
+
     /// All 13 ports, backed by this world.
     pub fn ports(&self) -> Ports {
         Ports {
@@ -112,9 +171,55 @@ impl Simulation {
         }
     }
 
-    /// The world, even after a panic elsewhere poisoned the lock.
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The world, even after a panic elsewhere poisoned the lock. A persistent world is
+    /// saved when the guard is dropped, if it was borrowed mutably and changed.
+    fn lock(&self) -> WorldGuard<'_> {
+        WorldGuard {
+            world: self.world.lock().unwrap_or_else(PoisonError::into_inner),
+            touched: false,
+        }
+    }
+}
+
+/// The locked world. Dropping a guard that was borrowed mutably saves a persistent world
+/// that changed; a failed save there is logged (port calls save explicitly with
+/// [`WorldGuard::save`] and return the error).
+pub(crate) struct WorldGuard<'a> {
+    world: MutexGuard<'a, World>,
+    /// Whether the world was borrowed mutably since the last save.
+    touched: bool,
+}
+
+impl WorldGuard<'_> {
+    /// Saves a persistent world now when it changed.
+    pub(super) fn save(&mut self) -> Result<(), LocalError> {
+        self.touched = false;
+        self.world.save_if_changed()
+    }
+}
+
+impl Deref for WorldGuard<'_> {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl DerefMut for WorldGuard<'_> {
+    fn deref_mut(&mut self) -> &mut World {
+        self.touched = true;
+        &mut self.world
+    }
+}
+
+impl Drop for WorldGuard<'_> {
+    fn drop(&mut self) {
+        if self.touched {
+            if let Err(error) = self.world.save_if_changed() {
+                tracing::error!(%error, "cannot save the simulated world");
+            }
+        }
     }
 }
 
@@ -339,6 +444,72 @@ mod tests {
         assert_eq!(a.accounts(&c1()), b.accounts(&c1()));
         assert_eq!(a.pods(&c1()), b.pods(&c1()));
         assert_eq!(a.cm(&c1()), b.cm(&c1()));
+    }
+
+    #[tokio::test]
+    async fn a_persistent_world_reopened_from_its_file_sees_what_was_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let config = SimConfig {
+            fail_rate: 0.3,
+            seed: 42,
+            ready_after_polls: 2,
+            ..SimConfig::default()
+        };
+        let first = Simulation::persistent(config.clone(), path.clone()).unwrap();
+        assert_eq!(first.persistent_path(), Some(path.clone()));
+        create_walkthrough(&first).await;
+        let c = c1();
+
+        let second = Simulation::persistent(config.clone(), path.clone()).unwrap();
+        assert_eq!(second.pods(&c), first.pods(&c));
+        assert_eq!(second.pods(&c).len(), 1);
+        assert_eq!(second.cm(&c), first.cm(&c));
+        assert!(second.cm(&c).unwrap().deployed);
+        assert_eq!(second.accounts(&c), first.accounts(&c));
+        assert_eq!(
+            second
+                .cluster("default", "c1")
+                .unwrap()
+                .status
+                .unwrap()
+                .cluster_status,
+            "Running"
+        );
+        assert_eq!(second.peek_next_id(), first.peek_next_id());
+        assert!(second.call_log().is_empty());
+
+        // The random generator goes on where it stopped: both give the same faults now.
+        let (a, b) = (first.ports(), second.ports());
+        for _ in 0..16 {
+            assert_eq!(a.nodes.nodes().await.is_ok(), b.nodes.nodes().await.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn every_change_is_saved_before_the_call_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        let sim = Simulation::persistent(SimConfig::default(), path.clone()).unwrap();
+        assert!(path.is_file(), "a new world is saved at once");
+        sim.ports().ids.next_ids(3).await.unwrap();
+        let reloaded = Simulation::persistent(SimConfig::default(), path.clone()).unwrap();
+        assert_eq!(reloaded.peek_next_id(), 1003);
+        sim.insert_cluster(cluster("default", "c1"));
+        let reloaded = Simulation::persistent(SimConfig::default(), path.clone()).unwrap();
+        assert!(reloaded.cluster("default", "c1").is_some());
+        sim.save().unwrap();
+        assert_eq!(Simulation::default().persistent_path(), None);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_world_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.json");
+        std::fs::write(&path, "{\"config\": 1").unwrap();
+        let err = Simulation::persistent(SimConfig::default(), path.clone()).unwrap_err();
+        assert!(matches!(&err, LocalError::Corrupt { path: p, .. } if p == &path));
+        assert!(err.to_string().contains("sim.json"), "{err}");
     }
 
     #[tokio::test]

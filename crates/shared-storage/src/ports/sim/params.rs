@@ -1,5 +1,6 @@
 //! J. Engine parameters: the user and running parameter sets, the template, class values.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -9,7 +10,7 @@ use super::{port, Simulation};
 use crate::ports::{ClusterRef, ParamSet, ParamStore, ParamTemplate, PortError, TemplateEntry};
 
 /// The parameter ConfigMaps of one cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimParams {
     /// `<cluster>-user-params`, once saved.
     pub user: Option<ParamSet>,

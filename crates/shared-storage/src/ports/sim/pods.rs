@@ -1,5 +1,6 @@
 //! F. Instance pods: placement, readiness, deletion and labels.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use crate::ports::{
 };
 
 /// The engine inside a pod, as the engine agent left it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimEngine {
     /// The engine is installed.
     pub installed: bool,
@@ -35,7 +36,7 @@ pub struct SimEngine {
 }
 
 /// An instance pod.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimPod {
     /// The namespace.
     pub namespace: String,
@@ -89,7 +90,7 @@ impl SimPod {
 }
 
 /// A pod and the calls left until it is ready.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PodRecord {
     pub(super) pod: SimPod,
     pub(super) countdown: u32,

@@ -1,13 +1,14 @@
 //! D. The storage-management service: volume owner, format and write lock per PVC.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::world::{advance, Job, Key, World};
 use super::{port, Simulation};
 use crate::ports::{PortError, Progress, PvcRef, StorageManager, StorageRequest};
 
 /// What the storage manager knows about one PVC.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStorage {
     /// The cluster using the volume; `None` when free.
     pub owner: Option<String>,
@@ -24,7 +25,7 @@ pub struct SimStorage {
 }
 
 /// A job of the storage manager.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum StorageJob {
     Use { owner: String, format: bool },
     Lock { node: String },
@@ -32,7 +33,7 @@ pub(super) enum StorageJob {
 }
 
 /// One PVC: its state and the job in progress.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(super) struct StorageRecord {
     pub(super) state: SimStorage,
     pub(super) job: Option<Job<StorageJob>>,
