@@ -355,3 +355,143 @@ fn twenty_percent_faults_still_end_running_with_retries_visible() {
     let table = op(dir.path(), &["workflows", "demo"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("CreateSharedStorageCluster"));
 }
+
+#[test]
+fn an_interrupt_exits_1_printing_the_reason_and_the_recover_command() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five instances cannot fit on the simulator's four nodes (one engine port per node).
+    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
+    let file = write(
+        dir.path(),
+        "too-big.yaml",
+        &sample.replace("followerNum: 2", "followerNum: 4"),
+    );
+    let state = dir.path().join("state");
+    let out = local(&state, &file, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("default/demo: Interrupt: NO_AVAILABLE_NODE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shared-storage-operator recover demo --namespace default"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cancel_stops_the_flow_and_recover_resumes_it_to_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = example("mpdcluster.yaml");
+    let mut child = Command::new(bin())
+        .args([
+            "local",
+            sample.to_str().unwrap(),
+            "--sim-latency",
+            "40ms",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().contains("completed") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = op(dir.path(), &["cancel", "demo"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = local(dir.path(), &sample, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Interrupt: CANCELLED"),
+        "{}",
+        text(&out)
+    );
+
+    let out = op(dir.path(), &["recover", "demo"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = local(dir.path(), &sample, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let cr = get(dir.path(), "demo");
+    assert_eq!(cr.status.unwrap().cluster_status, "Running");
+    assert!(!cr
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key("cancelled"));
+}
+
+#[test]
+fn several_resources_reconcile_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
+    let second = sample
+        .replace("name: demo", "name: demo2")
+        .replace("pvc-demo", "pvc-demo2")
+        .replace("wwid-demo", "wwid-demo2")
+        // One engine port per node: the second cluster needs its own port to share the nodes.
+        .replace("engineStartPort: 5432", "engineStartPort: 5433");
+    let file = write(dir.path(), "two.yaml", &format!("{sample}\n---\n{second}"));
+    let state = dir.path().join("state");
+    let out = local(&state, &file, &["--workers", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("default/demo: Running") && stdout.contains("default/demo2: Running"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn watch_reapplies_a_changed_file_and_runs_the_matching_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
+    let file = write(dir.path(), "watched.yaml", &sample);
+    let state = dir.path().join("state");
+    let mut child = Command::new(bin())
+        .args(["local", file.to_str().unwrap(), "--watch", "--state-dir"])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("watching") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(&file, sample.replace("followerNum: 2", "followerNum: 3")).unwrap();
+    let mut added = false;
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains("SharedStorageClusterAddRo")
+            && line.contains(" - ")
+            && line.contains("completed")
+        {
+            added = true;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(added, "AddRo ran after the file changed");
+    let cr = get(&state, "demo");
+    let ros = cr
+        .status
+        .unwrap()
+        .db_instance_status
+        .values()
+        .filter(|i| i.ins_type == "ro")
+        .count();
+    assert_eq!(ros, 3);
+}
