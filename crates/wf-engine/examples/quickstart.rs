@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wf_engine::hook::HookEvent;
+use wf_engine::hook::{HookEvent, Transition, TransitionHook};
 use wf_engine::{
     async_trait, BoxError, CancellationToken, Event, JsonMap, MemoryResource, MemoryResourceStore,
     ResourceKey, ResourceRecord, State, StateMachine, StateResource, Step, StepContext, StepError,
-    StepOutcome, WorkflowHook, WorkflowManager,
+    StepOutcome, WorkflowManager,
 };
 
 /// Pretends to ask a storage service for a volume: the first call finds it still
@@ -119,31 +119,18 @@ impl PrintTransitions {
 }
 
 #[async_trait]
-impl WorkflowHook for PrintTransitions {
-    async fn on_wf_init(&self, e: &HookEvent<'_>) {
-        self.line(e, "flow started");
-    }
-    async fn on_step_init(&self, e: &HookEvent<'_>) {
-        self.line(e, "inited");
-    }
-    async fn on_step_waiting(&self, e: &HookEvent<'_>) {
-        self.line(e, "waiting");
-    }
-    async fn on_step_completed(&self, e: &HookEvent<'_>) {
-        self.line(
-            e,
-            if e.error.is_some() {
-                "failed"
-            } else {
-                "completed"
-            },
-        );
-    }
-    async fn on_wf_completed(&self, e: &HookEvent<'_>) {
-        self.line(e, "flow completed");
-    }
-    async fn on_wf_interrupt(&self, e: &HookEvent<'_>) {
-        self.line(e, "flow interrupted");
+impl TransitionHook for PrintTransitions {
+    async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+        let what = match transition {
+            Transition::FlowStarted => "flow started",
+            Transition::StepStarted => "inited",
+            Transition::StepWaiting => "waiting",
+            Transition::StepCompleted => "completed",
+            Transition::StepFailed => "failed",
+            Transition::FlowCompleted => "flow completed",
+            Transition::FlowInterrupted => "flow interrupted",
+        };
+        self.line(event, what);
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use wf_engine::hook::HookEvent;
-use wf_engine::{async_trait, WorkflowHook};
+use wf_engine::async_trait;
+use wf_engine::hook::{HookEvent, Transition, TransitionHook};
 
 /// The printing hook.
 pub struct TransitionPrinter {
@@ -115,30 +115,16 @@ impl TransitionPrinter {
 }
 
 #[async_trait]
-impl WorkflowHook for TransitionPrinter {
-    async fn on_wf_init(&self, e: &HookEvent<'_>) {
-        self.line(e, "started");
-    }
-    async fn on_step_init(&self, e: &HookEvent<'_>) {
-        self.line(e, "running");
-    }
-    async fn on_step_waiting(&self, e: &HookEvent<'_>) {
-        self.line(e, "waiting");
-    }
-    async fn on_step_completed(&self, e: &HookEvent<'_>) {
-        self.line(
-            e,
-            if e.error.is_some() {
-                "failed"
-            } else {
-                "completed"
-            },
-        );
-    }
-    async fn on_wf_completed(&self, e: &HookEvent<'_>) {
-        self.line(e, "completed");
-    }
-    async fn on_wf_interrupt(&self, e: &HookEvent<'_>) {
-        self.line(e, "interrupted");
+impl TransitionHook for TransitionPrinter {
+    async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+        let status = match transition {
+            Transition::FlowStarted => "started",
+            Transition::StepStarted => "running",
+            Transition::StepWaiting => "waiting",
+            Transition::StepCompleted | Transition::FlowCompleted => "completed",
+            Transition::StepFailed => "failed",
+            Transition::FlowInterrupted => "interrupted",
+        };
+        self.line(event, status);
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{HookEvent, WorkflowHook};
+use super::{HookEvent, Transition, TransitionHook};
 
 /// The kind of a history event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,35 +221,25 @@ impl HistoryRecorder {
 }
 
 #[async_trait]
-impl WorkflowHook for HistoryRecorder {
-    async fn on_wf_init(&self, event: &HookEvent<'_>) {
-        self.record(event, HistoryEventType::WorkFlowStart);
-    }
-    async fn on_step_init(&self, event: &HookEvent<'_>) {
-        self.record(event, HistoryEventType::StepInited);
-    }
-    async fn on_step_waiting(&self, event: &HookEvent<'_>) {
-        self.record(event, HistoryEventType::StepWaiting);
-    }
-    async fn on_step_completed(&self, event: &HookEvent<'_>) {
-        let kind = if event.error.is_some() {
-            HistoryEventType::StepError
-        } else {
-            HistoryEventType::StepCompleted
+impl TransitionHook for HistoryRecorder {
+    async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+        let kind = match transition {
+            Transition::FlowStarted => HistoryEventType::WorkFlowStart,
+            Transition::StepStarted => HistoryEventType::StepInited,
+            Transition::StepWaiting => HistoryEventType::StepWaiting,
+            Transition::StepCompleted => HistoryEventType::StepCompleted,
+            Transition::StepFailed => HistoryEventType::StepError,
+            Transition::FlowCompleted => HistoryEventType::WorkFlowCompleted,
+            Transition::FlowInterrupted => HistoryEventType::WorkFlowInterrupt,
         };
         self.record(event, kind);
-    }
-    async fn on_wf_completed(&self, event: &HookEvent<'_>) {
-        self.record(event, HistoryEventType::WorkFlowCompleted);
-    }
-    async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
-        self.record(event, HistoryEventType::WorkFlowInterrupt);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WorkflowHook;
     use crate::{FlowStatus, JsonMap, ResourceKey, StepRuntime, StepStatus, WorkflowRuntime};
 
     fn runtime() -> WorkflowRuntime {

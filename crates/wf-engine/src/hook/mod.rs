@@ -65,6 +65,74 @@ pub trait WorkflowHook: Send + Sync {
     }
 }
 
+/// A transition of a run, for hooks that treat every hook point alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// A run was created (`on_wf_init`).
+    FlowStarted,
+    /// A step was marked `inited` (`on_step_init`).
+    StepStarted,
+    /// A step waits (`on_step_waiting`).
+    StepWaiting,
+    /// A step completed (`on_step_completed` without an error).
+    StepCompleted,
+    /// A step failed (`on_step_completed` with an error).
+    StepFailed,
+    /// The run completed (`on_wf_completed`).
+    FlowCompleted,
+    /// The run was interrupted (`on_wf_interrupt`).
+    FlowInterrupted,
+}
+
+/// A hook with one method for every transition. Anything that implements it is a
+/// [`WorkflowHook`].
+///
+/// ```
+/// use wf_engine::hook::{HookEvent, Transition, TransitionHook};
+///
+/// struct Log;
+///
+/// #[wf_engine::async_trait]
+/// impl TransitionHook for Log {
+///     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+///         let step = event.step_runtime().map(|s| s.step_name.as_str()).unwrap_or("-");
+///         eprintln!("{} {} {step} {transition:?}", event.resource, event.runtime.flow_name);
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait TransitionHook: Send + Sync {
+    /// Called after each persisted transition.
+    async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition);
+}
+
+#[async_trait]
+impl<T: TransitionHook> WorkflowHook for T {
+    async fn on_wf_init(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::FlowStarted).await;
+    }
+    async fn on_step_init(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::StepStarted).await;
+    }
+    async fn on_step_waiting(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::StepWaiting).await;
+    }
+    async fn on_step_completed(&self, event: &HookEvent<'_>) {
+        let transition = if event.error.is_some() {
+            Transition::StepFailed
+        } else {
+            Transition::StepCompleted
+        };
+        self.on_transition(event, transition).await;
+    }
+    async fn on_wf_completed(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::FlowCompleted).await;
+    }
+    async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::FlowInterrupted).await;
+    }
+}
+
 /// The hook points, for dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HookPoint {

@@ -79,8 +79,10 @@ pub(crate) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Memento
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Replaces `path` with `bytes` atomically and durably.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `bytes` atomically and durably: a temp file beside it (named
+/// `.<file>.tmp-*`, so readers can ignore leftovers), fsync, rename, fsync of the directory,
+/// which is created when missing. A crash leaves the old or the new content, never a mix.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path

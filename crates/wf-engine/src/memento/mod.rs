@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 pub use caretaker::{memento_key, parse_memento_key, MementoCaretaker, StoredRuntime};
 pub use error::MementoError;
-pub use file_store::{FileMementoStorage, FileMementoStore};
+pub use file_store::{write_atomically, FileMementoStorage, FileMementoStore};
 pub use memory_store::{InMemoryMementoStorage, InMemoryMementoStore};
 
 use crate::StateResource;
