@@ -500,3 +500,65 @@ async fn caretaker_retention_and_byte_budget_hold_on_the_configmap_over_1000_run
     ));
     assert_eq!(calls.writes(), before);
 }
+
+struct Noop;
+
+#[wf_engine::async_trait]
+impl wf_engine::Step for Noop {
+    async fn do_step(
+        &mut self,
+        _: &wf_engine::CancellationToken,
+    ) -> Result<wf_engine::StepOutcome, wf_engine::StepError> {
+        Ok(wf_engine::StepOutcome::Done)
+    }
+}
+
+const THREE_STEPS: &str = "\
+flowName: Three
+recoverFromFirstStep: false
+steps:
+  - {className: test.Noop, stepName: S1}
+  - {className: test.Noop, stepName: S2}
+  - {className: test.Noop, stepName: S3}
+";
+
+#[tokio::test]
+async fn workflow_manager_on_the_fake_cluster_costs_at_most_two_writes_and_no_read_per_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("db");
+    std::fs::create_dir_all(&flows).expect("mkdir");
+    std::fs::write(flows.join("three.yaml"), THREE_STEPS).expect("flow");
+    let (client, calls) = cluster(vec![db("c1")]).await;
+    let manager = wf_engine::WorkflowManager::<DbResource>::builder("db")
+        .flow_dir(dir.path())
+        .step("test.Noop", || Noop)
+        .memento_store(ConfigMapMementoFactory::new(client.clone()))
+        .build()
+        .expect("manager");
+    let r = resource(&client, "c1").await;
+    let token = wf_engine::CancellationToken::new();
+
+    for round in 0..3 {
+        // Each round is a reconcile: a new ResourceWorkflow over the factory's cached store.
+        calls.reset();
+        let mut workflow = manager.resource_workflow(&r).await.expect("workflow");
+        let loaded_reads = calls.reads();
+        assert!(
+            loaded_reads <= usize::from(round == 0),
+            "{loaded_reads} reads"
+        );
+        calls.reset();
+        let report = workflow
+            .run("Three", JsonMap::new(), &token)
+            .await
+            .expect("run");
+        assert_eq!(report.outcome, wf_engine::RunOutcome::Completed);
+        assert_eq!(calls.reads(), 0, "no GET while running");
+        // Saves: the new runtime, inited + completed per step, the completed flow.
+        assert_eq!(calls.writes(), 2 * 3 + 2, "one PUT per save");
+    }
+    let data = config_map(&client, "c1").await.data.unwrap_or_default();
+    let keys: Vec<_> = data.keys().cloned().collect();
+    assert_eq!(keys, ["1-Three", "2-Three", "3-Three"]);
+    assert!(data["3-Three"].contains("\"completed\""));
+}
