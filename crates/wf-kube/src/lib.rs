@@ -12,10 +12,28 @@
 //!
 //! # Example
 //!
-//! ```ignore
-//! use wf_engine::WorkflowManager;
+//! Wiring a custom resource into a [`wf_engine::WorkflowManager`] (needs a cluster, so it is
+//! only compiled here; the tests run the same wiring on `kube-fake-client`):
+//!
+//! ```no_run
+//! use kube::CustomResource;
+//! use serde::{Deserialize, Serialize};
+//! use wf_engine::{CancellationToken, JsonMap, WorkflowManager};
 //! use wf_kube::{ConfigMapMementoFactory, KubeResource, StateField};
 //!
+//! #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+//! #[kube(group = "mpd.polardb.aliyun.com", version = "v1", kind = "MpdCluster",
+//!        namespaced, status = "MpdClusterStatus")]
+//! pub struct MpdClusterSpec {}
+//!
+//! #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+//! #[serde(rename_all = "camelCase")]
+//! pub struct MpdClusterStatus {
+//!     #[serde(default)]
+//!     cluster_status: String,
+//! }
+//!
+//! /// The state is `status.clusterStatus`.
 //! struct ClusterStatus;
 //! impl StateField<MpdCluster> for ClusterStatus {
 //!     fn read(object: &MpdCluster) -> String {
@@ -26,13 +44,19 @@
 //!     }
 //! }
 //!
-//! # async fn run(client: kube::Client) -> Result<(), Box<dyn std::error::Error>> {
-//! let manager = WorkflowManager::<KubeResource<MpdCluster, ClusterStatus>>::builder("MPDCluster")
+//! type Cluster = KubeResource<MpdCluster, ClusterStatus>;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! // Flows are read from /etc/operator/flows/MPDCluster/*.yaml.
+//! let manager = WorkflowManager::<Cluster>::builder("MPDCluster")
 //!     .flow_dir("/etc/operator/flows")
+//!     // One cached ConfigMap store per resource, kept across reconciles.
 //!     .memento_store(ConfigMapMementoFactory::new(client.clone()))
 //!     .build()?;
-//! let resource = KubeResource::<MpdCluster, ClusterStatus>::get(client, "ns", "c1").await?;
-//! let workflow = manager.resource_workflow(&resource).await?;
+//! let resource = Cluster::get(client, "ns", "c1").await?;
+//! let mut workflow = manager.resource_workflow(&resource).await?;
+//! workflow.run("CreateCluster", JsonMap::new(), &CancellationToken::new()).await?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
