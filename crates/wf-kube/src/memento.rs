@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// single replace carrying that version. On a 409 the ConfigMap is re-read and only this
 /// write's change (its key and its removals) is applied again, so another writer's keys are
 /// never lost.
+///
+/// `load_all` reads the ConfigMap once and then answers from the cache, so a store kept by
+/// [`ConfigMapMementoFactory`] costs no read per reconcile. The cache is refreshed whenever a
+/// write conflicts, and dropped after any other failed write. This assumes the usual setup:
+/// one operator (holding the engine's per-resource lock) drives a resource's workflows; a
+/// second writer is detected by the 409 and never clobbered.
 pub struct ConfigMapMementoStorage {
     api: Api<ConfigMap>,
     name: String,

@@ -562,3 +562,22 @@ async fn workflow_manager_on_the_fake_cluster_costs_at_most_two_writes_and_no_re
     assert_eq!(keys, ["1-Three", "2-Three", "3-Three"]);
     assert!(data["3-Three"].contains("\"completed\""));
 }
+
+#[tokio::test]
+async fn two_writers_creating_the_configmap_at_once_keep_both_keys() {
+    let (client, calls) = cluster(vec![db("c1")]).await;
+    let r = resource(&client, "c1").await;
+    let a = ConfigMapMementoStorage::for_object(client.clone(), r.object()).expect("a");
+    let b = ConfigMapMementoStorage::for_object(client.clone(), r.object()).expect("b");
+    // Both see no ConfigMap, so both try to create it: the second gets 409 AlreadyExists,
+    // re-reads and replaces with only its own key added.
+    assert!(a.load_all().await.expect("a").is_empty());
+    assert!(b.load_all().await.expect("b").is_empty());
+    calls.reset();
+    a.write(&put("1-A", "a")).await.expect("a");
+    b.write(&put("2-B", "b")).await.expect("b");
+    assert_eq!(calls.create.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.replace.load(Ordering::SeqCst), 1);
+    let data = config_map(&client, "c1").await.data.unwrap_or_default();
+    assert_eq!(data.len(), 2, "{data:?}");
+}
