@@ -1,0 +1,282 @@
+//! Memento storage in a ConfigMap `<name>-workflow` (semantics §9, §11).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::PostParams;
+use kube::Api;
+use tokio::sync::Mutex;
+use wf_engine::memento::MementoWrite;
+use wf_engine::memento::{caretaker_name, MementoError, MementoStorage, MementoStorageFactory};
+use wf_engine::{ResourceKey, StateResource};
+
+use crate::resource::{status_code, KubeObject, KubeResource, StateField};
+
+/// The label that ties a memento ConfigMap to its resource.
+pub const DOMAIN_LABEL: &str = "flowJobsDomain";
+
+/// How many times a write is tried when it keeps conflicting.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// One resource's memento store: the ConfigMap `<name>-workflow` in its namespace.
+///
+/// The ConfigMap (with its `resourceVersion`) is cached after the first read; a write is a
+/// single replace carrying that version. On a 409 the ConfigMap is re-read and only this
+/// write's change (its key and its removals) is applied again, so another writer's keys are
+/// never lost.
+///
+/// `load_all` reads the ConfigMap once and then answers from the cache, so a store kept by
+/// [`ConfigMapMementoFactory`] costs no read per reconcile. The cache is refreshed whenever a
+/// write conflicts, and dropped after any other failed write. This assumes the usual setup:
+/// one operator (holding the engine's per-resource lock) drives a resource's workflows; a
+/// second writer is detected by the 409 and never clobbered.
+pub struct ConfigMapMementoStorage {
+    api: Api<ConfigMap>,
+    name: String,
+    resource_name: String,
+    owner: OwnerReference,
+    max_attempts: u32,
+    /// `None`: not read yet. `Some(None)`: read, does not exist. `Some(Some(cm))`: cached.
+    cache: Mutex<Option<Option<ConfigMap>>>,
+}
+
+impl std::fmt::Debug for ConfigMapMementoStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigMapMementoStorage")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl ConfigMapMementoStorage {
+    /// The store of the resource named `resource_name` in `namespace`, owned by `owner`.
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        resource_name: &str,
+        owner: OwnerReference,
+    ) -> Self {
+        ConfigMapMementoStorage {
+            api: Api::namespaced(client, namespace),
+            name: caretaker_name(resource_name),
+            resource_name: resource_name.to_string(),
+            owner,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The store of `object` (a controller owner reference to it is set on the ConfigMap).
+    pub fn for_object<K: KubeObject>(
+        client: kube::Client,
+        object: &K,
+    ) -> Result<Self, MementoError> {
+        let name = object.meta().name.clone().unwrap_or_default();
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        let owner = object
+            .controller_owner_ref(&())
+            .ok_or_else(|| MementoError::Backend {
+                caretaker: caretaker_name(&name),
+                source: "the resource has no uid: cannot set the owner reference".into(),
+            })?;
+        Ok(Self::new(client, &namespace, &name, owner))
+    }
+
+    /// Sets how many times a conflicting write is tried (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The ConfigMap's name, `<resource name>-workflow`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn backend(&self, error: kube::Error) -> MementoError {
+        MementoError::Backend {
+            caretaker: self.name.clone(),
+            source: Box::new(error),
+        }
+    }
+
+    async fn read(&self) -> Result<Option<ConfigMap>, MementoError> {
+        self.api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.backend(e))
+    }
+
+    fn new_config_map(&self, data: BTreeMap<String, String>) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(BTreeMap::from([(
+                    DOMAIN_LABEL.to_string(),
+                    self.resource_name.clone(),
+                )])),
+                owner_references: Some(vec![self.owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..ConfigMap::default()
+        }
+    }
+}
+
+fn apply(data: &mut BTreeMap<String, String>, change: &MementoWrite) {
+    for key in &change.remove {
+        data.remove(key);
+    }
+    data.insert(change.key.clone(), change.value.clone());
+}
+
+#[async_trait]
+impl MementoStorage for ConfigMapMementoStorage {
+    async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
+        let mut cache = self.cache.lock().await;
+        let current = match cache.as_ref() {
+            Some(cached) => cached.clone(),
+            None => {
+                let read = self.read().await?;
+                *cache = Some(read.clone());
+                read
+            }
+        };
+        Ok(current.and_then(|cm| cm.data).unwrap_or_default())
+    }
+
+    async fn write(&self, change: &MementoWrite) -> Result<(), MementoError> {
+        let mut cache = self.cache.lock().await;
+        for attempt in 1..=self.max_attempts {
+            let current = match cache.as_ref() {
+                Some(cached) => cached.clone(),
+                None => self.read().await?,
+            };
+            let result = match current {
+                Some(mut cm) => {
+                    apply(cm.data.get_or_insert_with(BTreeMap::new), change);
+                    // `cm` carries the cached resourceVersion: a stale copy gets a 409.
+                    self.api
+                        .replace(&self.name, &PostParams::default(), &cm)
+                        .await
+                }
+                None => {
+                    let mut data = BTreeMap::new();
+                    apply(&mut data, change);
+                    self.api
+                        .create(&PostParams::default(), &self.new_config_map(data))
+                        .await
+                }
+            };
+            match result {
+                Ok(written) => {
+                    *cache = Some(Some(written));
+                    return Ok(());
+                }
+                Err(error) if status_code(&error) == Some(409) => {
+                    tracing::debug!(
+                        configmap = %self.name, attempt, %error,
+                        "memento write conflicted; re-reading"
+                    );
+                    // Re-read, then re-apply only this change on the fresh data.
+                    *cache = Some(self.read().await?);
+                }
+                Err(error) => {
+                    // The cache may be stale now; read again next time.
+                    *cache = None;
+                    return Err(self.backend(error));
+                }
+            }
+        }
+        Err(MementoError::Conflict {
+            caretaker: self.name.clone(),
+            attempts: self.max_attempts,
+        })
+    }
+}
+
+/// Hands out one cached [`ConfigMapMementoStorage`] per resource (keyed by namespace and
+/// name), so the ConfigMap cache survives across reconciles.
+pub struct ConfigMapMementoFactory {
+    client: kube::Client,
+    max_attempts: u32,
+    stores: StdMutex<HashMap<ResourceKey, Arc<ConfigMapMementoStorage>>>,
+}
+
+impl std::fmt::Debug for ConfigMapMementoFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigMapMementoFactory").finish()
+    }
+}
+
+impl ConfigMapMementoFactory {
+    /// A factory writing ConfigMaps through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        ConfigMapMementoFactory {
+            client,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            stores: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets how many times a conflicting write is tried.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Drops the cached store of a resource (e.g. once it is deleted).
+    pub fn forget(&self, key: &ResourceKey) {
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.remove(key);
+        }
+    }
+
+    /// The cached store of `object`, made on first use.
+    pub fn storage_for_object<K: KubeObject>(
+        &self,
+        object: &K,
+    ) -> Result<Arc<ConfigMapMementoStorage>, MementoError> {
+        let key = ResourceKey::new(
+            object.meta().namespace.clone().unwrap_or_default(),
+            object.meta().name.clone().unwrap_or_default(),
+        );
+        let uid = object.meta().uid.clone();
+        let mut stores = self.stores.lock().map_err(|_| MementoError::Backend {
+            caretaker: caretaker_name(&key.name),
+            source: "memento factory lock poisoned".into(),
+        })?;
+        if let Some(store) = stores.get(&key) {
+            // A resource re-created under the same name gets a fresh store.
+            if store.owner.uid == uid.clone().unwrap_or_default() {
+                return Ok(store.clone());
+            }
+        }
+        let store = Arc::new(
+            ConfigMapMementoStorage::for_object(self.client.clone(), object)?
+                .with_max_attempts(self.max_attempts),
+        );
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+}
+
+impl<K: KubeObject, F: StateField<K>> MementoStorageFactory<KubeResource<K, F>>
+    for ConfigMapMementoFactory
+{
+    fn storage_for(
+        &self,
+        resource: &KubeResource<K, F>,
+    ) -> Result<Arc<dyn MementoStorage>, MementoError> {
+        debug_assert_eq!(
+            resource.name(),
+            resource.object().meta().name.as_deref().unwrap_or("")
+        );
+        let store: Arc<dyn MementoStorage> = self.storage_for_object(resource.object())?;
+        Ok(store)
+    }
+}
