@@ -9,6 +9,9 @@
 //!   `<name>-workflow` of its namespace (label `flowJobsDomain: <name>`, a controller owner
 //!   reference to the resource), with optimistic concurrency on `resourceVersion` and a cache
 //!   so a step costs no read and one write per save in the steady state.
+//! - [`WorkflowMetrics`] is a hook counting runs, steps and interrupts, rendered in the
+//!   Prometheus text format; [`EventRecorderHook`] is an optional, rate-limited hook
+//!   publishing a Kubernetes Event on the resource at each transition.
 //!
 //! # Example
 //!
@@ -61,8 +64,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod events;
 pub mod memento;
+pub mod metrics;
 pub mod resource;
 
+pub use events::{EventRecorderHook, RateLimiter};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
+pub use metrics::WorkflowMetrics;
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
