@@ -12,8 +12,10 @@
 //! | `FlowInterrupted` | `Warning` | `WF_FlowInterrupted` |
 //!
 //! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>` (the
-//! parts that apply), the action is the flow name. Publishing failures are logged, never
-//! returned: events never fail a flow.
+//! parts that apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event
+//! with the same type, reason, action and resource within minutes into a series (a count on
+//! the first event), so two steps of one flow stay two events. Publishing failures are
+//! logged, never returned: events never fail a flow.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -140,7 +142,13 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
         type_,
         reason: truncate(format!("WF_{transition:?}"), MAX_SHORT),
         note: Some(truncate(note, MAX_NOTE)),
-        action: truncate(event.runtime.flow_name.clone(), MAX_SHORT),
+        action: truncate(
+            match event.step_runtime() {
+                Some(step) => format!("{}/{}", event.runtime.flow_name, step.step_name),
+                None => event.runtime.flow_name.clone(),
+            },
+            MAX_SHORT,
+        ),
         secondary: None,
     })
 }
@@ -325,7 +333,7 @@ mod tests {
             failed.note.as_deref(),
             Some("flow=CreateCluster step=InitMeta error=boom")
         );
-        assert_eq!(failed.action, "CreateCluster");
+        assert_eq!(failed.action, "CreateCluster/InitMeta");
         for (transition, type_) in [
             (Transition::FlowStarted, EventType::Normal),
             (Transition::StepWaiting, EventType::Normal),
@@ -421,6 +429,38 @@ mod tests {
         assert_eq!(regarding.namespace.as_deref(), Some("ns"));
         assert_eq!(regarding.name.as_deref(), Some("c1"));
         assert_eq!(failed.reporting_controller.as_deref(), Some("wf-operator"));
+    }
+
+    #[tokio::test]
+    async fn two_steps_completed_are_two_events_and_a_repeat_is_a_series() {
+        let client = fake_client().await;
+        let hook = EventRecorderHook::new(client.clone(), "wf-operator", "example.com/v1", "Db");
+        let mut rt = runtime();
+        let mut second = rt.running_steps[0].clone();
+        second.step_name = "CreatePods".into();
+        rt.running_steps.push(second);
+        let key = ResourceKey::new("ns", "c1");
+        for step in [0, 1, 1] {
+            assert!(
+                hook.publish(
+                    &event(&rt, &key, Some(step), None),
+                    Transition::StepCompleted
+                )
+                .await
+            );
+        }
+        let got = events(&client, "ns").await;
+        let notes: Vec<(Option<&str>, i32)> = got
+            .iter()
+            .map(|e| (e.note.as_deref(), e.series.as_ref().map_or(1, |s| s.count)))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (Some("flow=CreateCluster step=InitMeta"), 1),
+                (Some("flow=CreateCluster step=CreatePods"), 2),
+            ]
+        );
     }
 
     #[tokio::test]
