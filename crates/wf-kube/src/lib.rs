@@ -61,8 +61,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod controller;
 pub mod memento;
 pub mod resource;
 
+pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
