@@ -64,11 +64,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod controller;
 pub mod events;
 pub mod memento;
 pub mod metrics;
 pub mod resource;
 
+pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;

@@ -1,0 +1,246 @@
+//! The controller runner: one [`Reconciler`] maps each reconcile of a `K` onto
+//! [`wf_engine::StateMachine::reconcile`] and the result onto a
+//! [`kube::runtime::controller::Action`].
+//!
+//! | engine result                         | action                         |
+//! |---------------------------------------|--------------------------------|
+//! | stable, interrupted                   | `await_change`                 |
+//! | transitioned, completed, recovered    | requeue at once                |
+//! | waiting                               | requeue after the step's delay |
+//! | retryable step failure                | requeue after the backoff      |
+//! | resource not found                    | `await_change`, no error       |
+//! | any other error                       | `Err`, `error_policy` requeues |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kube::CustomResource;
+//! use serde::{Deserialize, Serialize};
+//! use wf_engine::{StateMachine, WorkflowManager};
+//! use wf_kube::{Config, ConfigMapMementoFactory, KubeResource, Reconciler, StateField};
+//!
+//! #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+//! #[kube(group = "example.com", version = "v1", kind = "Db", namespaced, status = "DbStatus")]
+//! pub struct DbSpec {}
+//!
+//! #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+//! pub struct DbStatus {
+//!     #[serde(default)]
+//!     state: String,
+//! }
+//!
+//! struct StateOf;
+//! impl StateField<Db> for StateOf {
+//!     fn read(object: &Db) -> String {
+//!         object.status.as_ref().map(|s| s.state.clone()).unwrap_or_default()
+//!     }
+//!     fn patch(state: &str) -> serde_json::Value {
+//!         serde_json::json!({ "status": { "state": state } })
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = kube::Client::try_default().await?;
+//! let manager = WorkflowManager::<KubeResource<Db, StateOf>>::builder("Db")
+//!     .flow_dir("/etc/operator/flows")
+//!     .memento_store(ConfigMapMementoFactory::new(client.clone()))
+//!     .build()?;
+//! let machine = StateMachine::new("Db"); // register states, translations and entries here
+//! let reconciler = Reconciler::new(Arc::new(machine), manager, client.clone())
+//!     .with_config(Config::default().concurrency(4));
+//! reconciler.run(kube::Api::<Db>::all(client)).await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::{watcher, Controller};
+use kube::ResourceExt;
+use wf_engine::{Reconciled, StateMachine, WorkflowManager};
+
+use crate::{KubeObject, KubeResource, StateField};
+
+/// The runner's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How many resources are reconciled at once (0 = unbounded). Default 4.
+    pub concurrency: u16,
+    /// When to retry after a non-retryable error. Default 30 s.
+    pub error_requeue: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: 4,
+            error_requeue: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::concurrency`].
+    pub fn concurrency(mut self, n: u16) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Sets [`Config::error_requeue`].
+    pub fn error_requeue(mut self, delay: Duration) -> Self {
+        self.error_requeue = delay;
+        self
+    }
+}
+
+/// A reconcile that failed and needs a fix rather than a scheduled retry.
+#[derive(Debug, thiserror::Error)]
+#[error("reconcile failed: {0}")]
+pub struct ReconcileError(#[from] pub wf_engine::Error);
+
+/// What a reconcile decided: the engine's result (`None` when the resource is gone) and when
+/// to come back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The engine's result; `None` when the resource was not found or a step failed.
+    pub reconciled: Option<Reconciled>,
+    /// When to reconcile again (`None`: on the next change).
+    pub requeue_after: Option<Duration>,
+}
+
+impl Decision {
+    /// The controller action.
+    pub fn action(&self) -> Action {
+        match self.requeue_after {
+            Some(delay) => Action::requeue(delay),
+            None => Action::await_change(),
+        }
+    }
+}
+
+/// Maps an engine result to a decision (see the module table).
+pub fn decide(result: Result<Reconciled, wf_engine::Error>) -> Result<Decision, ReconcileError> {
+    match result {
+        Ok(reconciled) => Ok(Decision {
+            requeue_after: reconciled.requeue_after(),
+            reconciled: Some(reconciled),
+        }),
+        Err(wf_engine::Error::Resource(e)) if e.is_not_found() => Ok(Decision {
+            reconciled: None,
+            requeue_after: None,
+        }),
+        Err(e) => match e.requeue_after() {
+            Some(delay) => {
+                tracing::warn!(error = %e, ?delay, "retryable step failure");
+                Ok(Decision {
+                    reconciled: None,
+                    requeue_after: Some(delay),
+                })
+            }
+            None => Err(ReconcileError(e)),
+        },
+    }
+}
+
+/// Runs the state machine of `K` for each reconcile of the controller.
+pub struct Reconciler<K: KubeObject, F: StateField<K>> {
+    machine: Arc<StateMachine<KubeResource<K, F>>>,
+    manager: WorkflowManager<KubeResource<K, F>>,
+    client: kube::Client,
+    config: Config,
+}
+
+impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
+    /// A reconciler with the default [`Config`].
+    pub fn new(
+        machine: Arc<StateMachine<KubeResource<K, F>>>,
+        manager: WorkflowManager<KubeResource<K, F>>,
+        client: kube::Client,
+    ) -> Self {
+        Reconciler {
+            machine,
+            manager,
+            client,
+            config: Config::default(),
+        }
+    }
+
+    /// Replaces the config.
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// One reconcile, returning the full decision: a fresh GET of `obj`, then the state
+    /// machine (recovery first) under the resource's lock.
+    pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let resource =
+            match KubeResource::<K, F>::get(self.client.clone(), &namespace, &obj.name_any()).await
+            {
+                Ok(r) => r,
+                Err(e) => return decide(Err(e.into())),
+            };
+        decide(self.machine.reconcile(&resource, &self.manager).await)
+    }
+
+    /// One reconcile, as the controller calls it.
+    pub async fn reconcile(&self, obj: Arc<K>) -> Result<Action, ReconcileError> {
+        self.decide(&obj).await.map(|d| d.action())
+    }
+
+    /// The controller's error policy: retry after [`Config::error_requeue`].
+    pub fn error_policy(&self, obj: Arc<K>, err: &ReconcileError) -> Action {
+        tracing::error!(resource = %obj.name_any(), error = %err, "reconcile failed");
+        Action::requeue(self.config.error_requeue)
+    }
+
+    /// Runs the controller over `api` until SIGTERM or ctrl-c.
+    pub async fn run(self, api: kube::Api<K>) {
+        let concurrency = self.config.concurrency;
+        Controller::new(api, watcher::Config::default())
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+            .graceful_shutdown_on(shutdown())
+            .run(
+                |obj, ctx: Arc<Self>| async move { ctx.reconcile(obj).await },
+                |obj, err, ctx| ctx.error_policy(obj, err),
+                Arc::new(self),
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "controller");
+                }
+            })
+            .await;
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
