@@ -62,7 +62,7 @@ use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
 use wf_engine::{Reconciled, StateMachine, WorkflowManager};
 
-use crate::{KubeObject, KubeResource, StateField};
+use crate::{KubeObject, KubeResource, StateField, WorkflowMetrics};
 
 /// The runner's settings.
 #[derive(Clone, Debug)]
@@ -112,6 +112,23 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A short label of what happened, for the `wf_reconciles_total{result}` metric:
+    /// `stable`, `transitioned`, `completed`, `settled`, `waiting`, `interrupted`,
+    /// `recovered`, `retry` (a retryable step failure) or `not_found`.
+    pub fn label(&self) -> &'static str {
+        match &self.reconciled {
+            Some(Reconciled::Stable { .. }) => "stable",
+            Some(Reconciled::Transitioned { .. }) => "transitioned",
+            Some(Reconciled::FlowCompleted { .. }) => "completed",
+            Some(Reconciled::Settled) => "settled",
+            Some(Reconciled::Waiting { .. }) => "waiting",
+            Some(Reconciled::Interrupted { .. }) => "interrupted",
+            Some(Reconciled::Recovered { .. }) => "recovered",
+            None if self.requeue_after.is_some() => "retry",
+            None => "not_found",
+        }
+    }
+
     /// The controller action.
     pub fn action(&self) -> Action {
         match self.requeue_after {
@@ -151,6 +168,7 @@ pub struct Reconciler<K: KubeObject, F: StateField<K>> {
     manager: WorkflowManager<KubeResource<K, F>>,
     client: kube::Client,
     config: Config,
+    metrics: Option<Arc<WorkflowMetrics>>,
 }
 
 impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
@@ -165,7 +183,16 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
             manager,
             client,
             config: Config::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts every reconcile in `metrics` (`wf_reconciles_total{result}`, see
+    /// [`Decision::label`]; failed reconciles count as `error`). Register the same metrics
+    /// as a hook of the manager to get the flow and step counters too.
+    pub fn with_metrics(mut self, metrics: Arc<WorkflowMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Replaces the config.
@@ -183,13 +210,16 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     /// machine (recovery first) under the resource's lock.
     pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
         let namespace = obj.namespace().unwrap_or_default();
-        let resource =
+        let decision =
             match KubeResource::<K, F>::get(self.client.clone(), &namespace, &obj.name_any()).await
             {
-                Ok(r) => r,
-                Err(e) => return decide(Err(e.into())),
+                Ok(resource) => decide(self.machine.reconcile(&resource, &self.manager).await),
+                Err(e) => decide(Err(e.into())),
             };
-        decide(self.machine.reconcile(&resource, &self.manager).await)
+        if let Some(metrics) = &self.metrics {
+            metrics.record_reconcile(decision.as_ref().map_or("error", Decision::label));
+        }
+        decision
     }
 
     /// One reconcile, as the controller calls it.

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -21,6 +22,18 @@ pub const DOMAIN_LABEL: &str = "flowJobsDomain";
 /// How many times a write is tried when it keeps conflicting.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// The first pause after a conflict; it doubles per attempt (capped at 1 s) with full jitter,
+/// so two writers that keep colliding fall out of step instead of one starving.
+pub const DEFAULT_CONFLICT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A random pause in `[0, base * 2^(attempt-1)]`, capped at one second.
+fn conflict_pause(base: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(1));
+    ceiling.mul_f64(fastrand::f64())
+}
+
 /// One resource's memento store: the ConfigMap `<name>-workflow` in its namespace.
 ///
 /// The ConfigMap (with its `resourceVersion`) is cached after the first read; a write is a
@@ -39,6 +52,7 @@ pub struct ConfigMapMementoStorage {
     resource_name: String,
     owner: OwnerReference,
     max_attempts: u32,
+    conflict_backoff: Duration,
     /// `None`: not read yet. `Some(None)`: read, does not exist. `Some(Some(cm))`: cached.
     cache: Mutex<Option<Option<ConfigMap>>>,
 }
@@ -65,6 +79,7 @@ impl ConfigMapMementoStorage {
             resource_name: resource_name.to_string(),
             owner,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            conflict_backoff: DEFAULT_CONFLICT_BACKOFF,
             cache: Mutex::new(None),
         }
     }
@@ -88,6 +103,13 @@ impl ConfigMapMementoStorage {
     /// Sets how many times a conflicting write is tried (at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the first pause after a conflict (default [`DEFAULT_CONFLICT_BACKOFF`]; zero
+    /// retries at once).
+    pub fn with_conflict_backoff(mut self, base: Duration) -> Self {
+        self.conflict_backoff = base;
         self
     }
 
@@ -182,7 +204,11 @@ impl MementoStorage for ConfigMapMementoStorage {
                         configmap = %self.name, attempt, %error,
                         "memento write conflicted; re-reading"
                     );
-                    // Re-read, then re-apply only this change on the fresh data.
+                    // Pause (another writer is active), re-read, then re-apply only this
+                    // change on the fresh data.
+                    if attempt < self.max_attempts {
+                        tokio::time::sleep(conflict_pause(self.conflict_backoff, attempt)).await;
+                    }
                     *cache = Some(self.read().await?);
                 }
                 Err(error) => {
@@ -204,6 +230,7 @@ impl MementoStorage for ConfigMapMementoStorage {
 pub struct ConfigMapMementoFactory {
     client: kube::Client,
     max_attempts: u32,
+    conflict_backoff: Duration,
     stores: StdMutex<HashMap<ResourceKey, Arc<ConfigMapMementoStorage>>>,
 }
 
@@ -219,6 +246,7 @@ impl ConfigMapMementoFactory {
         ConfigMapMementoFactory {
             client,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            conflict_backoff: DEFAULT_CONFLICT_BACKOFF,
             stores: StdMutex::new(HashMap::new()),
         }
     }
@@ -226,6 +254,12 @@ impl ConfigMapMementoFactory {
     /// Sets how many times a conflicting write is tried.
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the first pause after a conflict of the stores it makes.
+    pub fn with_conflict_backoff(mut self, base: Duration) -> Self {
+        self.conflict_backoff = base;
         self
     }
 
@@ -258,7 +292,8 @@ impl ConfigMapMementoFactory {
         }
         let store = Arc::new(
             ConfigMapMementoStorage::for_object(self.client.clone(), object)?
-                .with_max_attempts(self.max_attempts),
+                .with_max_attempts(self.max_attempts)
+                .with_conflict_backoff(self.conflict_backoff),
         );
         stores.insert(key, store.clone());
         Ok(store)
@@ -278,5 +313,21 @@ impl<K: KubeObject, F: StateField<K>> MementoStorageFactory<KubeResource<K, F>>
         );
         let store: Arc<dyn MementoStorage> = self.storage_for_object(resource.object())?;
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_pause_grows_per_attempt_and_is_capped() {
+        let base = Duration::from_millis(10);
+        for _ in 0..200 {
+            assert!(conflict_pause(base, 1) <= base);
+            assert!(conflict_pause(base, 3) <= base * 4);
+            assert!(conflict_pause(base, 40) <= Duration::from_secs(1));
+        }
+        assert_eq!(conflict_pause(Duration::ZERO, 5), Duration::ZERO);
     }
 }

@@ -2,161 +2,19 @@
 //! conflicts and status subresources. API calls are counted by interceptors that return
 //! `Ok(None)` (let the request through) after bumping a counter.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use common::{cluster, db, resource, Db, Noop, NS};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, CustomResource, Resource};
-use kube_fake_client::{interceptor, ClientBuilder, Error as FakeError};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use kube::{Api, Resource};
 use wf_engine::memento::{MementoCaretaker, MementoStorage, MementoStorageFactory, MementoWrite};
 use wf_engine::{AnnotationPatch, FlowStatus, JsonMap, State, StateResource, WorkflowRuntime};
-use wf_kube::{ConfigMapMementoFactory, ConfigMapMementoStorage, KubeResource, StateField};
-
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[kube(
-    group = "example.com",
-    version = "v1",
-    kind = "Db",
-    namespaced,
-    status = "DbStatus",
-    derive = "Default"
-)]
-pub struct DbSpec {
-    replicas: i32,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DbStatus {
-    #[serde(default)]
-    cluster_status: String,
-    #[serde(default)]
-    ready: bool,
-}
-
-struct ClusterStatusField;
-
-impl StateField<Db> for ClusterStatusField {
-    fn read(object: &Db) -> String {
-        object
-            .status
-            .as_ref()
-            .map(|s| s.cluster_status.clone())
-            .unwrap_or_default()
-    }
-    fn patch(state: &str) -> serde_json::Value {
-        serde_json::json!({ "status": { "clusterStatus": state } })
-    }
-}
-
-type DbResource = KubeResource<Db, ClusterStatusField>;
-
-const NS: &str = "ns";
-
-/// Calls seen by the fake API server, by verb.
-#[derive(Default)]
-struct Calls {
-    get: AtomicUsize,
-    create: AtomicUsize,
-    replace: AtomicUsize,
-    patch: AtomicUsize,
-    patch_status: AtomicUsize,
-    /// Replaces of ConfigMaps to answer with an injected 409.
-    inject_conflicts: AtomicUsize,
-}
-
-impl Calls {
-    fn reads(&self) -> usize {
-        self.get.load(Ordering::SeqCst)
-    }
-    fn writes(&self) -> usize {
-        self.create.load(Ordering::SeqCst)
-            + self.replace.load(Ordering::SeqCst)
-            + self.patch.load(Ordering::SeqCst)
-            + self.patch_status.load(Ordering::SeqCst)
-    }
-    fn reset(&self) {
-        for c in [
-            &self.get,
-            &self.create,
-            &self.replace,
-            &self.patch,
-            &self.patch_status,
-        ] {
-            c.store(0, Ordering::SeqCst);
-        }
-    }
-}
-
-fn db(name: &str) -> Db {
-    let mut db = Db::new(name, DbSpec { replicas: 1 });
-    db.metadata.namespace = Some(NS.into());
-    db.metadata.annotations = Some(BTreeMap::from([("keep".into(), "me".into())]));
-    db.status = Some(DbStatus {
-        cluster_status: "Creating".into(),
-        ready: true,
-    });
-    db
-}
-
-async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
-    let calls = Arc::new(Calls::default());
-    let (g, c, r, p, ps) = (
-        calls.clone(),
-        calls.clone(),
-        calls.clone(),
-        calls.clone(),
-        calls.clone(),
-    );
-    let funcs = interceptor::Funcs::new()
-        .get(move |_| {
-            g.get.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
-        })
-        .create(move |_| {
-            c.create.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
-        })
-        .replace(move |ctx| {
-            r.replace.fetch_add(1, Ordering::SeqCst);
-            let is_cm = ctx.object.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap");
-            if is_cm
-                && r.inject_conflicts
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-            {
-                return Err(FakeError::Conflict("injected by the test".into()));
-            }
-            Ok(None)
-        })
-        .patch(move |_| {
-            p.patch.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
-        })
-        .patch_status(move |_| {
-            ps.patch_status.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
-        });
-    let mut builder = ClientBuilder::new()
-        .with_resource::<Db>()
-        .with_status_subresource::<Db>()
-        .with_interceptor_funcs(funcs);
-    for object in objects {
-        builder = builder.with_object(object);
-    }
-    let client = builder.build().await.expect("fake client");
-    (client, calls)
-}
-
-async fn resource(client: &kube::Client, name: &str) -> DbResource {
-    DbResource::get(client.clone(), NS, name)
-        .await
-        .expect("get")
-}
+use wf_kube::{ConfigMapMementoFactory, ConfigMapMementoStorage};
 
 fn runtime(flow: &str, status: FlowStatus, padding: usize) -> WorkflowRuntime {
     WorkflowRuntime {
@@ -501,18 +359,6 @@ async fn caretaker_retention_and_byte_budget_hold_on_the_configmap_over_1000_run
     assert_eq!(calls.writes(), before);
 }
 
-struct Noop;
-
-#[wf_engine::async_trait]
-impl wf_engine::Step for Noop {
-    async fn do_step(
-        &mut self,
-        _: &wf_engine::CancellationToken,
-    ) -> Result<wf_engine::StepOutcome, wf_engine::StepError> {
-        Ok(wf_engine::StepOutcome::Done)
-    }
-}
-
 const THREE_STEPS: &str = "\
 flowName: Three
 recoverFromFirstStep: false
@@ -524,12 +370,9 @@ steps:
 
 #[tokio::test]
 async fn workflow_manager_on_the_fake_cluster_costs_at_most_two_writes_and_no_read_per_step() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = dir.path().join("db");
-    std::fs::create_dir_all(&flows).expect("mkdir");
-    std::fs::write(flows.join("three.yaml"), THREE_STEPS).expect("flow");
+    let dir = common::flow_dir(&[("three.yaml", THREE_STEPS)]);
     let (client, calls) = cluster(vec![db("c1")]).await;
-    let manager = wf_engine::WorkflowManager::<DbResource>::builder("db")
+    let manager = wf_engine::WorkflowManager::<common::DbResource>::builder("db")
         .flow_dir(dir.path())
         .step("test.Noop", || Noop)
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
@@ -580,4 +423,136 @@ async fn two_writers_creating_the_configmap_at_once_keep_both_keys() {
     assert_eq!(calls.replace.load(Ordering::SeqCst), 1);
     let data = config_map(&client, "c1").await.data.unwrap_or_default();
     assert_eq!(data.len(), 2, "{data:?}");
+}
+
+/// Snapshots the API call counters at each transition, to count the calls of each step.
+struct CallsPerStep {
+    calls: Arc<common::Calls>,
+    marks: std::sync::Mutex<Vec<(wf_engine::hook::Transition, usize, usize)>>,
+}
+
+#[wf_engine::async_trait]
+impl wf_engine::hook::TransitionHook for CallsPerStep {
+    async fn on_transition(
+        &self,
+        _: &wf_engine::hook::HookEvent<'_>,
+        transition: wf_engine::hook::Transition,
+    ) {
+        let mark = (transition, self.calls.writes(), self.calls.reads());
+        self.marks.lock().expect("marks").push(mark);
+    }
+}
+
+const ALPHA: &str = "\
+flowName: Alpha
+recoverFromFirstStep: false
+steps:
+  - {className: test.Noop, stepName: A1}
+  - {className: test.Noop, stepName: A2}
+  - {className: test.Noop, stepName: A3}
+  - {className: test.Noop, stepName: A4}
+";
+
+const BETA: &str = "\
+flowName: Beta
+recoverFromFirstStep: false
+steps:
+  - {className: test.Noop, stepName: B1}
+  - {className: test.Noop, stepName: B2}
+  - {className: test.Noop, stepName: B3}
+  - {className: test.Noop, stepName: B4}
+";
+
+#[tokio::test]
+async fn injected_conflicts_between_two_runtimes_lose_no_key_and_a_step_costs_two_writes() {
+    use wf_engine::hook::Transition;
+
+    let dir = common::flow_dir(&[("alpha.yaml", ALPHA), ("beta.yaml", BETA)]);
+    let (client, calls) = cluster(vec![db("c1")]).await;
+    let counter = Arc::new(CallsPerStep {
+        calls: calls.clone(),
+        marks: Default::default(),
+    });
+    // Two replicas' managers, each with its own cached ConfigMap store of the same resource.
+    let replica = |hook: Option<Arc<CallsPerStep>>| {
+        let builder = wf_engine::WorkflowManager::<common::DbResource>::builder("db")
+            .flow_dir(dir.path())
+            .step("test.Noop", || Noop)
+            // Room for the injected 409s on top of the real ones, whichever write they hit.
+            .memento_store(ConfigMapMementoFactory::new(client.clone()).with_max_attempts(10));
+        match hook {
+            Some(hook) => builder.shared_hook(hook),
+            None => builder,
+        }
+        .build()
+        .expect("manager")
+    };
+    let (a, b) = (replica(Some(counter.clone())), replica(None));
+    let r = resource(&client, "c1").await;
+    let token = wf_engine::CancellationToken::new();
+    let mut wa = a.resource_workflow(&r).await.expect("a");
+    let mut wb = b.resource_workflow(&r).await.expect("b");
+
+    // Both run at once, interleaving at every API call, with four injected 409s on top of
+    // the real ones the interleaving causes.
+    calls.inject_conflicts.store(4, Ordering::SeqCst);
+    let (ra, rb) = tokio::join!(
+        wa.run("Alpha", JsonMap::new(), &token),
+        wb.run("Beta", JsonMap::new(), &token)
+    );
+    assert_eq!(ra.expect("alpha").outcome, wf_engine::RunOutcome::Completed);
+    assert_eq!(rb.expect("beta").outcome, wf_engine::RunOutcome::Completed);
+    assert_eq!(
+        calls.injected.load(Ordering::SeqCst),
+        4,
+        "conflicts injected"
+    );
+    assert!(calls.reads() >= 4, "each 409 is followed by a re-read");
+    let data = config_map(&client, "c1").await.data.unwrap_or_default();
+    let keys: Vec<_> = data.keys().cloned().collect();
+    assert_eq!(keys, ["1-Alpha", "1-Beta"], "no key lost");
+    for key in ["1-Alpha", "1-Beta"] {
+        let run: WorkflowRuntime = serde_json::from_str(&data[key]).expect("runtime");
+        assert_eq!(run.flow_status, FlowStatus::Completed, "{key}");
+        assert_eq!(run.running_steps.len(), 4, "{key}");
+        assert!(
+            run.running_steps
+                .iter()
+                .all(|s| s.step_status == wf_engine::StepStatus::Completed),
+            "{key}: every step's last save survived"
+        );
+    }
+
+    // Steady state: replica A alone. Its flow-start save absorbs B's last change (one 409 at
+    // most); from then on every step costs exactly its two saves and no read.
+    counter.marks.lock().expect("marks").clear();
+    let before_injected = calls.injected.load(Ordering::SeqCst);
+    let report = wa
+        .run("Alpha", JsonMap::new(), &token)
+        .await
+        .expect("alpha again");
+    assert_eq!(report.outcome, wf_engine::RunOutcome::Completed);
+    assert_eq!(calls.injected.load(Ordering::SeqCst), before_injected);
+    let marks = counter.marks.lock().expect("marks").clone();
+    assert_eq!(marks.first().map(|m| m.0), Some(Transition::FlowStarted));
+    let completed: Vec<_> = marks
+        .iter()
+        .filter(|m| m.0 == Transition::StepCompleted)
+        .collect();
+    assert_eq!(completed.len(), 4);
+    let mut previous = marks[0];
+    for (i, mark) in completed.into_iter().enumerate() {
+        let (writes, reads) = (mark.1 - previous.1, mark.2 - previous.2);
+        assert!(writes <= 2, "step {}: {writes} writes", i + 1);
+        assert_eq!(writes, 2, "step {}: inited + completed", i + 1);
+        assert_eq!(
+            reads,
+            0,
+            "step {}: {reads} reads (a read means a conflict)",
+            i + 1
+        );
+        previous = *mark;
+    }
+    let data = config_map(&client, "c1").await.data.unwrap_or_default();
+    assert_eq!(data.len(), 3, "{:?}", data.keys());
 }

@@ -1,0 +1,188 @@
+//! The example custom resource and the instrumented fake API server shared by the wf-kube
+//! integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use kube::CustomResource;
+use kube_fake_client::{interceptor, ClientBuilder, Error as FakeError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use wf_kube::{KubeResource, StateField};
+
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "example.com",
+    version = "v1",
+    kind = "Db",
+    namespaced,
+    status = "DbStatus",
+    derive = "Default"
+)]
+pub struct DbSpec {
+    pub replicas: i32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DbStatus {
+    #[serde(default)]
+    pub cluster_status: String,
+    #[serde(default)]
+    pub ready: bool,
+}
+
+pub struct ClusterStatusField;
+
+impl StateField<Db> for ClusterStatusField {
+    fn read(object: &Db) -> String {
+        object
+            .status
+            .as_ref()
+            .map(|s| s.cluster_status.clone())
+            .unwrap_or_default()
+    }
+    fn patch(state: &str) -> serde_json::Value {
+        serde_json::json!({ "status": { "clusterStatus": state } })
+    }
+}
+
+pub type DbResource = KubeResource<Db, ClusterStatusField>;
+
+pub const NS: &str = "ns";
+
+/// Calls seen by the fake API server, by verb.
+#[derive(Default)]
+pub struct Calls {
+    pub get: AtomicUsize,
+    pub create: AtomicUsize,
+    pub replace: AtomicUsize,
+    pub patch: AtomicUsize,
+    pub patch_status: AtomicUsize,
+    /// Replaces of ConfigMaps to answer with an injected 409.
+    pub inject_conflicts: AtomicUsize,
+    /// Replaces of anything but a ConfigMap (a full update of the resource itself).
+    pub replace_other: AtomicUsize,
+    /// 409s injected so far.
+    pub injected: AtomicUsize,
+}
+
+impl Calls {
+    pub fn reads(&self) -> usize {
+        self.get.load(Ordering::SeqCst)
+    }
+    pub fn writes(&self) -> usize {
+        self.create.load(Ordering::SeqCst)
+            + self.replace.load(Ordering::SeqCst)
+            + self.patch.load(Ordering::SeqCst)
+            + self.patch_status.load(Ordering::SeqCst)
+    }
+    pub fn reset(&self) {
+        for c in [
+            &self.get,
+            &self.create,
+            &self.replace,
+            &self.patch,
+            &self.patch_status,
+        ] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+pub fn db(name: &str) -> Db {
+    let mut db = Db::new(name, DbSpec { replicas: 1 });
+    db.metadata.namespace = Some(NS.into());
+    db.metadata.annotations = Some(BTreeMap::from([("keep".into(), "me".into())]));
+    db.status = Some(DbStatus {
+        cluster_status: "Creating".into(),
+        ready: true,
+    });
+    db
+}
+
+pub async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
+    let calls = Arc::new(Calls::default());
+    let (g, c, r, p, ps) = (
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+        calls.clone(),
+    );
+    let funcs = interceptor::Funcs::new()
+        .get(move |_| {
+            g.get.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        })
+        .create(move |_| {
+            c.create.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        })
+        .replace(move |ctx| {
+            r.replace.fetch_add(1, Ordering::SeqCst);
+            let is_cm = ctx.object.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap");
+            if !is_cm {
+                r.replace_other.fetch_add(1, Ordering::SeqCst);
+            }
+            if is_cm
+                && r.inject_conflicts
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                r.injected.fetch_add(1, Ordering::SeqCst);
+                return Err(FakeError::Conflict("injected by the test".into()));
+            }
+            Ok(None)
+        })
+        .patch(move |_| {
+            p.patch.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        })
+        .patch_status(move |_| {
+            ps.patch_status.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        });
+    let mut builder = ClientBuilder::new()
+        .with_resource::<Db>()
+        .with_status_subresource::<Db>()
+        .with_interceptor_funcs(funcs);
+    for object in objects {
+        builder = builder.with_object(object);
+    }
+    let client = builder.build().await.expect("fake client");
+    (client, calls)
+}
+
+/// A fresh copy of `ns/<name>`.
+pub async fn resource(client: &kube::Client, name: &str) -> DbResource {
+    DbResource::get(client.clone(), NS, name)
+        .await
+        .expect("get")
+}
+
+/// A step that does nothing.
+pub struct Noop;
+
+#[wf_engine::async_trait]
+impl wf_engine::Step for Noop {
+    async fn do_step(
+        &mut self,
+        _: &wf_engine::CancellationToken,
+    ) -> Result<wf_engine::StepOutcome, wf_engine::StepError> {
+        Ok(wf_engine::StepOutcome::Done)
+    }
+}
+
+/// A flow directory for resource type `db` holding the given `(file, yaml)` pairs.
+pub fn flow_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("db");
+    std::fs::create_dir_all(&flows).expect("mkdir");
+    for (name, yaml) in files {
+        std::fs::write(flows.join(name), yaml).expect("flow");
+    }
+    dir
+}
