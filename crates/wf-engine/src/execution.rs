@@ -137,6 +137,16 @@ impl<R: StateResource> ResourceWorkflow<R> {
             if status == StepStatus::Completed {
                 continue;
             }
+            if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                // Park at the step boundary; a waiting run resumes without counting a retry.
+                rt.flow_status = FlowStatus::Waiting;
+                self.caretaker.save(seq, &rt).await?;
+                tracing::info!(step = %meta.step_name, "draining: run parked before the step");
+                return Ok(RunOutcome::Waiting {
+                    step: meta.step_name.clone(),
+                    recheck_after: Duration::ZERO,
+                });
+            }
             if rt.running_steps[pos].retry_times >= meta.retry.max_retries {
                 let message = format!(
                     "step `{}` was retried {} times (max {})",

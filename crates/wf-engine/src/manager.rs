@@ -2,6 +2,7 @@
 //! registry, the hooks, the memento store and the recover strategy.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,9 @@ pub(crate) struct ManagerInner<R: StateResource> {
     pub(crate) recover: Arc<dyn RecoverStrategy<R>>,
     pub(crate) config: WorkflowConfig,
     pub(crate) cancels: CancelRegistry,
+    /// Set while the operator shuts down or loses leadership: runs park at the next step
+    /// boundary.
+    pub(crate) draining: AtomicBool,
 }
 
 /// Runs flows for one resource type. Cheap to clone (shared inside).
@@ -176,6 +180,7 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
                 recover,
                 config: self.config,
                 cancels: CancelRegistry::default(),
+                draining: AtomicBool::new(false),
             }),
         })
     }
@@ -254,6 +259,24 @@ impl<R: StateResource> WorkflowManager<R> {
     /// one was running. The step's future is dropped and the run is interrupted `CANCELLED`.
     pub fn cancel(&self, key: &ResourceKey) -> bool {
         self.inner.cancels.cancel(key)
+    }
+
+    /// Starts (`true`) or ends (`false`) draining, for a graceful shutdown or a lost
+    /// leadership. While draining, a running flow finishes the step it is in (its
+    /// transition is saved as usual), then parks before the next one: the run is saved as
+    /// `waiting` and reported as [`crate::RunOutcome::Waiting`] on that step with no delay.
+    /// Nothing is interrupted and no retry is counted, so whoever reconciles next (this
+    /// process after `set_draining(false)`, or another replica) resumes at that step.
+    pub fn set_draining(&self, draining: bool) {
+        self.inner.draining.store(draining, Ordering::SeqCst);
+        if draining {
+            tracing::info!(resource_type = %self.inner.resource_type, "draining: running flows park at the next step");
+        }
+    }
+
+    /// Whether the manager is draining (see [`WorkflowManager::set_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Recovery after an interrupt (semantics §8). For a resource in `Interrupt` whose

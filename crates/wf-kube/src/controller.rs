@@ -60,6 +60,7 @@ use futures::StreamExt;
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
+use tokio_util::task::TaskTracker;
 use wf_engine::{Reconciled, StateMachine, WorkflowManager};
 
 use crate::{KubeObject, KubeResource, StateField, WorkflowMetrics};
@@ -98,8 +99,19 @@ impl Config {
 
 /// A reconcile that failed and needs a fix rather than a scheduled retry.
 #[derive(Debug, thiserror::Error)]
-#[error("reconcile failed: {0}")]
-pub struct ReconcileError(#[from] pub wf_engine::Error);
+pub enum ReconcileError {
+    /// The engine failed (a setup error, an API error that is not NotFound, …).
+    #[error("reconcile failed: {0}")]
+    Engine(#[from] wf_engine::Error),
+    /// The reconcile task panicked or was aborted.
+    #[error("reconcile of {resource} did not finish: {message}")]
+    Task {
+        /// `namespace/name`.
+        resource: String,
+        /// What happened to the task.
+        message: String,
+    },
+}
 
 /// What a reconcile decided: the engine's result (`None` when the resource is gone) and when
 /// to come back.
@@ -157,7 +169,7 @@ pub fn decide(result: Result<Reconciled, wf_engine::Error>) -> Result<Decision, 
                     requeue_after: Some(delay),
                 })
             }
-            None => Err(ReconcileError(e)),
+            None => Err(ReconcileError::Engine(e)),
         },
     }
 }
@@ -169,6 +181,8 @@ pub struct Reconciler<K: KubeObject, F: StateField<K>> {
     client: kube::Client,
     config: Config,
     metrics: Option<Arc<WorkflowMetrics>>,
+    /// The reconciles in flight, so a shutdown can wait for the last one.
+    in_flight: TaskTracker,
 }
 
 impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
@@ -184,6 +198,7 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
             client,
             config: Config::default(),
             metrics: None,
+            in_flight: TaskTracker::new(),
         }
     }
 
@@ -224,7 +239,25 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
 
     /// One reconcile, as the controller calls it.
     pub async fn reconcile(&self, obj: Arc<K>) -> Result<Action, ReconcileError> {
-        self.decide(&obj).await.map(|d| d.action())
+        self.in_flight
+            .track_future(self.decide(&obj))
+            .await
+            .map(|d| d.action())
+    }
+
+    /// [`Reconciler::reconcile`] on a task of its own, which the controller only awaits: if
+    /// the controller drops the reconcile (it can while shutting down), the flow still
+    /// reaches its next persisted transition, and [`Reconciler::run_until`] waits for it.
+    async fn reconcile_detached(self: Arc<Self>, obj: Arc<K>) -> Result<Action, ReconcileError> {
+        let resource = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+        let this = self.clone();
+        let task = self
+            .in_flight
+            .spawn(async move { this.decide(&obj).await.map(|d| d.action()) });
+        task.await.map_err(|e| ReconcileError::Task {
+            resource,
+            message: e.to_string(),
+        })?
     }
 
     /// The controller's error policy: retry after [`Config::error_requeue`].
@@ -233,14 +266,46 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         Action::requeue(self.config.error_requeue)
     }
 
-    /// Runs the controller over `api` until SIGTERM or ctrl-c.
+    /// Runs the controller over `api` until SIGTERM or ctrl-c (see
+    /// [`Reconciler::run_until`]).
     pub async fn run(self, api: kube::Api<K>) {
+        self.run_until(api, shutdown_signal()).await;
+    }
+
+    /// Runs the controller over `api` until `stop` resolves, then shuts down gracefully:
+    /// the manager starts draining ([`WorkflowManager::set_draining`]), so each running flow
+    /// finishes its current step, saves it and parks; the controller starts no new
+    /// reconcile, and this returns once no reconcile of this reconciler is running any more.
+    ///
+    /// The manager stays draining after the return, so a reconcile that outlives the
+    /// controller cannot start another step; calling `run_until` again (e.g. when
+    /// leadership comes back) switches draining off first.
+    pub async fn run_until<S>(self, api: kube::Api<K>, stop: S)
+    where
+        S: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let manager = self.manager.clone();
+        let in_flight = self.in_flight.clone();
+        manager.set_draining(false);
+        in_flight.reopen();
+        let drain = manager.clone();
         let concurrency = self.config.concurrency;
+        // The controller wants a `Sync` trigger; `stop` need not be one.
+        let (fire, fired) = tokio::sync::oneshot::channel::<()>();
+        let watcher_task = tokio::spawn(async move {
+            stop.await;
+            let _ = fire.send(());
+        });
         Controller::new(api, watcher::Config::default())
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-            .graceful_shutdown_on(shutdown())
+            .graceful_shutdown_on(async move {
+                // A dropped sender (the task aborted) also ends the controller.
+                let _ = fired.await;
+                tracing::info!("stopping: draining running flows");
+                drain.set_draining(true);
+            })
             .run(
-                |obj, ctx: Arc<Self>| async move { ctx.reconcile(obj).await },
+                |obj, ctx: Arc<Self>| ctx.reconcile_detached(obj),
                 |obj, err, ctx| ctx.error_policy(obj, err),
                 Arc::new(self),
             )
@@ -250,10 +315,23 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
                 }
             })
             .await;
+        watcher_task.abort();
+        // The controller may end with a reconcile still running (a requeue picked up during
+        // the shutdown): wait until it has parked.
+        manager.set_draining(true);
+        in_flight.close();
+        in_flight.wait().await;
+        tracing::info!("controller stopped");
+    }
+
+    /// The workflow manager.
+    pub fn manager(&self) -> &WorkflowManager<KubeResource<K, F>> {
+        &self.manager
     }
 }
 
-async fn shutdown() {
+/// Resolves on SIGTERM or ctrl-c (ctrl-c only where there are no Unix signals).
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());

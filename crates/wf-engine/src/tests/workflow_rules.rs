@@ -1,10 +1,11 @@
 //! Semantics §7: the per-resource workflow.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{always, harness, never, token, Act, Script};
+use super::support::{always, flow_yaml, harness, never, token, Act, Script, ScriptedStep};
 use crate::{
     Error, Event, FlowStatus, JsonMap, Reconciled, RunOutcome, State, StepStatus, WorkflowConfig,
 };
@@ -247,4 +248,86 @@ async fn common_main_enter_watches_is_cancelled_at_the_configured_interval() {
     assert!(
         matches!(out, Reconciled::Interrupted { ref reason, .. } if reason == crate::CANCELLED)
     );
+}
+
+/// A step that asks its own manager to drain while it runs (as SIGTERM would).
+struct DrainWhileRunning(Arc<OnceLock<crate::WorkflowManager<crate::MemoryResource>>>);
+
+#[async_trait::async_trait]
+impl crate::Step for DrainWhileRunning {
+    async fn do_step(
+        &mut self,
+        _: &tokio_util::sync::CancellationToken,
+    ) -> Result<crate::StepOutcome, crate::StepError> {
+        if let Some(manager) = self.0.get() {
+            manager.set_draining(true);
+        }
+        Ok(crate::StepOutcome::Done)
+    }
+}
+
+#[tokio::test]
+async fn draining_lets_the_running_step_finish_then_parks_the_run_without_a_retry() {
+    let cell = Arc::new(OnceLock::new());
+    let (a, c) = (Script::new([Act::Done]), Script::new([Act::Done]));
+    let (sa, sc, sb) = (a.clone(), c.clone(), cell.clone());
+    let mementos = crate::InMemoryMementoStore::new();
+    let manager = crate::WorkflowManager::builder("test")
+        .loader(crate::StaticLoader::new().with("test/F.yaml", flow_yaml("F", &["A", "B", "C"])))
+        .memento_store(mementos.clone())
+        .step("A", move || ScriptedStep(sa.clone()))
+        .step("B", move || DrainWhileRunning(sb.clone()))
+        .step("C", move || ScriptedStep(sc.clone()))
+        .build()
+        .unwrap();
+    assert!(cell.set(manager.clone()).is_ok());
+    let resource = crate::MemoryResourceStore::new().insert(
+        super::support::key(),
+        crate::ResourceRecord {
+            state: State::CREATING,
+            ..crate::ResourceRecord::default()
+        },
+    );
+    let mut wf = manager.resource_workflow(&resource).await.unwrap();
+    let report = wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    // B finished and was saved; the run parked before C with no delay.
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Waiting {
+            step: "C".into(),
+            recheck_after: Duration::ZERO
+        }
+    );
+    assert!(manager.is_draining());
+    let parked = wf.runtimes().unwrap().pop().unwrap().runtime;
+    assert_eq!(parked.flow_status, FlowStatus::Waiting);
+    let statuses: Vec<_> = parked.running_steps.iter().map(|s| s.step_status).collect();
+    assert_eq!(
+        statuses[..2],
+        [StepStatus::Completed, StepStatus::Completed]
+    );
+    assert_ne!(statuses[2], StepStatus::Completed);
+    assert_eq!(c.runs(), 0);
+    // While draining, a resumed run parks again before doing anything.
+    let again = wf
+        .run_last_uncompleted("F", false, &token())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(again.outcome, RunOutcome::Waiting { .. }));
+    assert_eq!(c.runs(), 0);
+
+    // The next process (or this one, once leader again) resumes at C; no retry counted.
+    manager.set_draining(false);
+    let mut wf = manager.resource_workflow(&resource).await.unwrap();
+    let done = wf
+        .run_last_uncompleted("F", false, &token())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.outcome, RunOutcome::Completed);
+    assert_eq!((a.runs(), c.runs()), (1, 1));
+    let run = wf.runtimes().unwrap().pop().unwrap().runtime;
+    assert_eq!(run.retry_times, 0);
+    assert!(run.running_steps.iter().all(|s| s.retry_times == 0));
 }
