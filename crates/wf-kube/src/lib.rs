@@ -12,6 +12,9 @@
 //! - [`WorkflowMetrics`] is a hook counting runs, steps and interrupts, rendered in the
 //!   Prometheus text format; [`EventRecorderHook`] is an optional, rate-limited hook
 //!   publishing a Kubernetes Event on the resource at each transition.
+//! - [`http::serve`] answers `/metrics` (with `wf_leader` and `wf_ready` gauges), `/healthz`
+//!   and `/readyz` from the [`WorkflowMetrics`] and the [`Health`] flags, with hyper and a
+//!   graceful shutdown.
 //!
 //! # Example
 //!
@@ -66,12 +69,16 @@
 
 pub mod controller;
 pub mod events;
+pub mod health;
+pub mod http;
 pub mod memento;
 pub mod metrics;
 pub mod resource;
 
 pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
+pub use health::Health;
+pub use http::{HttpError, HttpServer};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
