@@ -12,6 +12,8 @@
 //! - [`WorkflowMetrics`] is a hook counting runs, steps and interrupts, rendered in the
 //!   Prometheus text format; [`EventRecorderHook`] is an optional, rate-limited hook
 //!   publishing a Kubernetes Event on the resource at each transition.
+//! - [`LeaderElector`] elects one leader among operator replicas on a
+//!   `coordination.k8s.io/v1` Lease, with client-go's semantics.
 //!
 //! # Example
 //!
@@ -66,12 +68,14 @@
 
 pub mod controller;
 pub mod events;
+pub mod leader;
 pub mod memento;
 pub mod metrics;
 pub mod resource;
 
 pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
+pub use leader::{LeaderElector, LeaderError, LeaderHandle, LeaseConfig};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
