@@ -15,6 +15,8 @@
 //! - [`http::serve`] answers `/metrics` (with `wf_leader` and `wf_ready` gauges), `/healthz`
 //!   and `/readyz` from the [`WorkflowMetrics`] and the [`Health`] flags, with hyper and a
 //!   graceful shutdown.
+//! - [`LeaderElector`] elects one leader among operator replicas on a
+//!   `coordination.k8s.io/v1` Lease, with client-go's semantics.
 //!
 //! # Example
 //!
@@ -71,6 +73,7 @@ pub mod controller;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod leader;
 pub mod memento;
 pub mod metrics;
 pub mod resource;
@@ -79,6 +82,7 @@ pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
 pub use health::Health;
 pub use http::{HttpError, HttpServer};
+pub use leader::{LeaderElector, LeaderError, LeaderHandle, LeaseConfig};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
