@@ -185,6 +185,20 @@ pub struct Reconciler<K: KubeObject, F: StateField<K>> {
     in_flight: TaskTracker,
 }
 
+impl<K: KubeObject, F: StateField<K>> Clone for Reconciler<K, F> {
+    /// A handle on the same machine, manager, metrics and in-flight reconciles.
+    fn clone(&self) -> Self {
+        Reconciler {
+            machine: self.machine.clone(),
+            manager: self.manager.clone(),
+            client: self.client.clone(),
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
 impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     /// A reconciler with the default [`Config`].
     pub fn new(
@@ -219,6 +233,11 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// One reconcile, returning the full decision: a fresh GET of `obj`, then the state

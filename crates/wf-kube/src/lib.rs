@@ -76,13 +76,15 @@ pub mod http;
 pub mod leader;
 pub mod memento;
 pub mod metrics;
+pub mod operator;
 pub mod resource;
 
-pub use controller::{decide, Config, Decision, ReconcileError, Reconciler};
+pub use controller::{decide, shutdown_signal, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
 pub use health::Health;
 pub use http::{HttpError, HttpServer};
 pub use leader::{LeaderElector, LeaderError, LeaderHandle, LeaseConfig};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;
+pub use operator::{Operator, OperatorError};
 pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};

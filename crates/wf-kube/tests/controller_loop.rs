@@ -1,7 +1,6 @@
-//! The runner's real loop, `kube::runtime::Controller`, on `kube-fake-client`. The fake has
-//! no watch, so a `tower` service in front of it answers watch requests with a stream that
-//! stays open and sends everything else to the fake: the controller lists the objects,
-//! reconciles them and honours its requeues exactly as on a cluster.
+//! The runner's real loop, `kube::runtime::Controller`, on `kube-fake-client` with watches
+//! held open ([`common::with_open_watches`]): the controller lists the objects, reconciles
+//! them and honours its requeues exactly as on a cluster.
 
 mod common;
 
@@ -10,10 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{cluster, flow_dir, resource, Db, DbResource, DbSpec, DbStatus, Noop, NS};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, StreamBody};
+use common::{
+    cluster, flow_dir, resource, with_open_watches, Db, DbResource, DbSpec, DbStatus, Noop, NS,
+};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::{oneshot, Notify};
@@ -22,29 +21,7 @@ use wf_engine::{
     StateResource, Step, StepContext, StepError, StepOutcome, StepStatus, WorkflowManager,
     WorkflowRuntime,
 };
-use wf_kube::{ConfigMapMementoFactory, Reconciler};
-
-/// `fake` with watches that never end (and never send an event).
-fn with_open_watches(fake: kube::Client) -> kube::Client {
-    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-        let fake = fake.clone();
-        async move {
-            let watch = request
-                .uri()
-                .query()
-                .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
-            if watch {
-                let open = futures::stream::pending::<Result<http_body::Frame<Bytes>, BoxError>>();
-                return Ok::<_, BoxError>(http::Response::new(UnsyncBoxBody::new(
-                    StreamBody::new(open),
-                )));
-            }
-            let response = fake.send(request).await?;
-            Ok(response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
-        }
-    });
-    kube::Client::new(service, NS)
-}
+use wf_kube::{ConfigMapMementoFactory, LeaseConfig, Operator, OperatorError, Reconciler};
 
 const CREATE: &str = "\
 flowName: Create
@@ -254,4 +231,173 @@ async fn shutdown_mid_step_lets_the_step_persist_then_parks_and_the_next_process
     assert_eq!(run.retry_times, 0, "a parked run resumes without a retry");
     assert_eq!(probes.block_runs.load(Ordering::SeqCst), 1);
     assert_eq!(probes.mark_runs.load(Ordering::SeqCst), 1);
+}
+
+fn lease(identity: &str) -> LeaseConfig {
+    // Short so the tests take a moment, with a renew deadline 40 retry periods long so a
+    // loaded machine does not lose the lease by accident. Nothing asserts on durations.
+    LeaseConfig::new(NS, "db-operator", identity)
+        .with_lease_duration(Duration::from_secs(3))
+        .with_renew_deadline(Duration::from_secs(2))
+        .with_retry_period(Duration::from_millis(50))
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    bounded(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+async fn wait_for_state(client: &kube::Client, state: State) {
+    bounded(&format!("state {state}"), async {
+        while resource(client, "c1").await.state() != state {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+async fn lease_holder(client: &kube::Client) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), NS)
+        .get("db-operator")
+        .await
+        .expect("lease")
+        .spec
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leads_and_its_stop_hands_the_flow_to_the_standby() {
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let (fake, _) = cluster(vec![init_db("c1")]).await;
+    let client = with_open_watches(fake);
+    let api = Api::<Db>::namespaced(client.clone(), NS);
+    let (probes_one, probes_two) = (Probes::new(), Probes::new());
+
+    let one = Operator::new(operator(&client, flows.path(), &probes_one), api.clone())
+        .with_leader_election(lease("one"));
+    let health_one = one.health();
+    let (stop_one, stopped_one) = oneshot::channel::<()>();
+    let one = tokio::spawn(one.run_until(async move {
+        let _ = stopped_one.await;
+    }));
+    wait_until("one leads", || health_one.is_leader()).await;
+
+    let two = Operator::new(operator(&client, flows.path(), &probes_two), api)
+        .with_leader_election(lease("two"));
+    let (health_two, metrics_two) = (two.health(), two.metrics());
+    let (stop_two, stopped_two) = oneshot::channel::<()>();
+    let two = tokio::spawn(two.run_until(async move {
+        let _ = stopped_two.await;
+    }));
+    wait_until("two is up", || health_two.is_ready()).await;
+
+    // One works, two stands by.
+    bounded("one runs PrepareStorage", probes_one.entered.notified()).await;
+    assert!(!health_two.is_leader());
+    assert_eq!(lease_holder(&client).await.as_deref(), Some("one"));
+    assert_eq!(probes_two.block_runs.load(Ordering::SeqCst), 0);
+    assert!(!metrics_two.render().contains("wf_reconciles_total{"));
+
+    // SIGTERM to one: its step in flight finishes, then it drains and releases the lease.
+    stop_one.send(()).expect("stop one");
+    wait_until("one is not ready any more", || !health_one.is_ready()).await;
+    probes_one.release.notify_one();
+    bounded("one stopped", one)
+        .await
+        .expect("task")
+        .expect("one ran");
+    assert_eq!(probes_one.mark_runs.load(Ordering::SeqCst), 0);
+
+    // Two takes the released lease at once and resumes the parked run at its next step.
+    wait_for_state(&client, State::RUNNING).await;
+    assert!(health_two.is_leader());
+    assert_eq!(lease_holder(&client).await.as_deref(), Some("two"));
+    assert_eq!(
+        probes_two.block_runs.load(Ordering::SeqCst),
+        0,
+        "not re-run"
+    );
+    assert_eq!(probes_two.mark_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(last_run(&client).await.flow_status, FlowStatus::Completed);
+
+    stop_two.send(()).expect("stop two");
+    bounded("two stopped", two)
+        .await
+        .expect("task")
+        .expect("two ran");
+    assert_eq!(lease_holder(&client).await, None, "released on the way out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_stops_reconciling_and_winning_it_back_resumes() {
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let (fake, calls) = cluster(vec![init_db("c1")]).await;
+    let client = with_open_watches(fake);
+    let api = Api::<Db>::namespaced(client.clone(), NS);
+    let probes = Probes::new();
+    let reconciler = operator(&client, flows.path(), &probes);
+    let manager = reconciler.manager().clone();
+    let one = Operator::new(reconciler, api).with_leader_election(lease("one"));
+    let health = one.health();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let one = tokio::spawn(one.run_until(async move {
+        let _ = stopped.await;
+    }));
+    bounded("PrepareStorage runs", probes.entered.notified()).await;
+
+    // The API server stops taking lease renewals: after the renew deadline, one steps down
+    // and its controller drains while PrepareStorage is still in flight.
+    calls.fail_lease_writes.store(true, Ordering::SeqCst);
+    wait_until("draining after the lost lease", || manager.is_draining()).await;
+    probes.release.notify_one();
+    wait_until("one is not leader", || !health.is_leader()).await;
+    let parked = last_run(&client).await;
+    assert_eq!(parked.flow_status, FlowStatus::Waiting);
+    assert_eq!(probes.mark_runs.load(Ordering::SeqCst), 0);
+    assert_eq!(resource(&client, "c1").await.state(), State::CREATING);
+    assert!(
+        health.is_ready(),
+        "a standby is still a healthy, ready replica"
+    );
+
+    // Renewals work again: one leads again and the run goes on from where it parked.
+    calls.fail_lease_writes.store(false, Ordering::SeqCst);
+    wait_for_state(&client, State::RUNNING).await;
+    assert!(health.is_leader());
+    assert_eq!(probes.block_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(probes.mark_runs.load(Ordering::SeqCst), 1);
+
+    stop.send(()).expect("stop");
+    bounded("one stopped", one)
+        .await
+        .expect("task")
+        .expect("one ran");
+}
+
+#[tokio::test]
+async fn an_invalid_lease_config_fails_before_reconciling_anything() {
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let (fake, calls) = cluster(vec![init_db("c1")]).await;
+    let client = with_open_watches(fake);
+    let probes = Probes::new();
+    let bad = LeaseConfig::new(NS, "db-operator", "one")
+        .with_lease_duration(Duration::from_secs(2))
+        .with_renew_deadline(Duration::from_secs(5));
+    calls.reset();
+    let err = Operator::new(
+        operator(&client, flows.path(), &probes),
+        Api::<Db>::namespaced(client.clone(), NS),
+    )
+    .with_leader_election(bad)
+    .run_until(std::future::pending())
+    .await
+    .expect_err("invalid");
+    assert!(matches!(err, OperatorError::Leader(_)), "{err}");
+    assert!(err.to_string().contains("ns/db-operator"), "{err}");
+    assert_eq!(calls.writes() + calls.reads(), 0);
 }

@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, StreamBody};
 use kube::CustomResource;
 use kube_fake_client::{interceptor, ClientBuilder, Error as FakeError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use wf_engine::BoxError;
 use wf_kube::{KubeResource, StateField};
 
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -65,6 +69,8 @@ pub struct Calls {
     pub inject_conflicts: AtomicUsize,
     /// Replaces of anything but a ConfigMap (a full update of the resource itself).
     pub replace_other: AtomicUsize,
+    /// While set, every write of a Lease fails with a 500.
+    pub fail_lease_writes: std::sync::atomic::AtomicBool,
     /// 409s injected so far.
     pub injected: AtomicUsize,
 }
@@ -127,6 +133,10 @@ pub async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
             if !is_cm {
                 r.replace_other.fetch_add(1, Ordering::SeqCst);
             }
+            let is_lease = ctx.object.get("kind").and_then(|k| k.as_str()) == Some("Lease");
+            if is_lease && r.fail_lease_writes.load(Ordering::SeqCst) {
+                return Err(FakeError::Internal("lease write failed (injected)".into()));
+            }
             if is_cm
                 && r.inject_conflicts
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -185,4 +195,28 @@ pub fn flow_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(flows.join(name), yaml).expect("flow");
     }
     dir
+}
+
+/// `fake` behind a `tower` service that answers watch requests with a stream that stays
+/// open (the fake has no watch) and sends every other request to the fake, so that
+/// `kube::runtime::Controller` can run on it.
+pub fn with_open_watches(fake: kube::Client) -> kube::Client {
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let fake = fake.clone();
+        async move {
+            let watch = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
+            if watch {
+                let open = futures::stream::pending::<Result<http_body::Frame<Bytes>, BoxError>>();
+                return Ok::<_, BoxError>(http::Response::new(UnsyncBoxBody::new(
+                    StreamBody::new(open),
+                )));
+            }
+            let response = fake.send(request).await?;
+            Ok(response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
+        }
+    });
+    kube::Client::new(service, NS)
 }
