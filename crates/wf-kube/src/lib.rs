@@ -18,53 +18,121 @@
 //! - [`LeaderElector`] elects one leader among operator replicas on a
 //!   `coordination.k8s.io/v1` Lease, with client-go's semantics.
 //!
+//! - [`Reconciler`] maps each reconcile of `kube::runtime::Controller` onto the state machine
+//!   (recovery first) and its result onto a requeue decision; [`Operator`] runs it with
+//!   leader election, the HTTP endpoints and a graceful stop that lets the running step
+//!   reach a saved transition.
+//!
 //! # Example
 //!
-//! Wiring a custom resource into a [`wf_engine::WorkflowManager`] (needs a cluster, so it is
-//! only compiled here; the tests run the same wiring on `kube-fake-client`):
+//! A custom resource `Db` whose state is `status.state`, a one-step flow that marks it
+//! `Running`, and reconciles driven by hand until the runner waits for a change. It runs
+//! here on `kube-fake-client`; on a cluster, `kube::Client::try_default()` replaces the fake
+//! and [`Operator::run`] (or [`Reconciler::run`]) drives the reconciles.
 //!
-//! ```no_run
+//! ```
+//! use std::sync::Arc;
 //! use kube::CustomResource;
 //! use serde::{Deserialize, Serialize};
-//! use wf_engine::{CancellationToken, JsonMap, WorkflowManager};
-//! use wf_kube::{ConfigMapMementoFactory, KubeResource, StateField};
+//! use wf_engine::{
+//!     async_trait, BoxError, CancellationToken, Event, State, StateMachine, StateResource, Step,
+//!     StepContext, StepError, StepOutcome, StaticLoader, WorkflowManager,
+//! };
+//! use wf_kube::{ConfigMapMementoFactory, KubeResource, Reconciler, StateField};
 //!
-//! #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-//! #[kube(group = "mpd.polardb.aliyun.com", version = "v1", kind = "MpdCluster",
-//!        namespaced, status = "MpdClusterStatus")]
-//! pub struct MpdClusterSpec {}
+//! #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
+//! #[kube(group = "example.com", version = "v1", kind = "Db", namespaced, status = "DbStatus",
+//!        derive = "Default")]
+//! pub struct DbSpec {
+//!     replicas: i32,
+//! }
 //!
 //! #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
-//! #[serde(rename_all = "camelCase")]
-//! pub struct MpdClusterStatus {
+//! pub struct DbStatus {
 //!     #[serde(default)]
-//!     cluster_status: String,
+//!     state: String,
 //! }
 //!
-//! /// The state is `status.clusterStatus`.
-//! struct ClusterStatus;
-//! impl StateField<MpdCluster> for ClusterStatus {
-//!     fn read(object: &MpdCluster) -> String {
-//!         object.status.as_ref().map(|s| s.cluster_status.clone()).unwrap_or_default()
+//! /// Where the state lives: `status.state`, written with a status merge patch.
+//! struct StateOf;
+//! impl StateField<Db> for StateOf {
+//!     fn read(object: &Db) -> String {
+//!         object.status.as_ref().map(|s| s.state.clone()).unwrap_or_default()
 //!     }
 //!     fn patch(state: &str) -> serde_json::Value {
-//!         serde_json::json!({ "status": { "clusterStatus": state } })
+//!         serde_json::json!({ "status": { "state": state } })
+//!     }
+//! }
+//! type DbResource = KubeResource<Db, StateOf>;
+//!
+//! /// The flow's only step: mark the resource `Running`.
+//! struct MarkRunning {
+//!     client: kube::Client,
+//!     target: (String, String),
+//! }
+//! #[async_trait]
+//! impl Step for MarkRunning {
+//!     async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
+//!         self.target = (ctx.resource_namespace()?, ctx.resource_name()?);
+//!         Ok(())
+//!     }
+//!     async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> {
+//!         let (ns, name) = &self.target;
+//!         let db = DbResource::get(self.client.clone(), ns, name)
+//!             .await
+//!             .map_err(|e| StepError::failed(e.to_string()))?;
+//!         db.update_state(State::RUNNING).await?;
+//!         Ok(StepOutcome::Done)
 //!     }
 //! }
 //!
-//! type Cluster = KubeResource<MpdCluster, ClusterStatus>;
+//! fn needs_create(db: &DbResource) -> Result<Option<Event>, BoxError> {
+//!     Ok((db.state() == State::INIT).then(|| Event::new("Create")))
+//! }
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = kube::Client::try_default().await?;
-//! // Flows are read from /etc/operator/flows/MPDCluster/*.yaml.
-//! let manager = WorkflowManager::<Cluster>::builder("MPDCluster")
-//!     .flow_dir("/etc/operator/flows")
-//!     // One cached ConfigMap store per resource, kept across reconciles.
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut db = Db::new("orders", DbSpec { replicas: 1 });
+//! db.metadata.namespace = Some("shop".into());
+//! db.status = Some(DbStatus { state: "Init".into() });
+//! let client = kube_fake_client::ClientBuilder::new()
+//!     .with_resource::<Db>()
+//!     .with_status_subresource::<Db>()
+//!     .with_object(db.clone())
+//!     .build()
+//!     .await?;
+//!
+//! let flows = StaticLoader::new().with(
+//!     "Db/create.yaml",
+//!     "flowName: Create\nsteps:\n  - {className: db.MarkRunning, stepName: MarkRunning}\n",
+//! );
+//! let c = client.clone();
+//! let manager = WorkflowManager::<DbResource>::builder("Db")
+//!     .loader(flows)
+//!     .step("db.MarkRunning", move || MarkRunning { client: c.clone(), target: Default::default() })
+//!     // Runs are kept in the ConfigMap `orders-workflow`, owned by the resource.
 //!     .memento_store(ConfigMapMementoFactory::new(client.clone()))
 //!     .build()?;
-//! let resource = Cluster::get(client, "ns", "c1").await?;
-//! let mut workflow = manager.resource_workflow(&resource).await?;
-//! workflow.run("CreateCluster", JsonMap::new(), &CancellationToken::new()).await?;
+//! let mut machine = StateMachine::new("Db");
+//! machine.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
+//! machine.register_translate_main_enter(
+//!     State::INIT, needs_create, State::CREATING, manager.flow_entry("Create", false),
+//! );
+//! machine.validate_flows(&manager)?;
+//! let reconciler = Reconciler::new(Arc::new(machine), manager, client.clone());
+//!
+//! // What `kube::runtime::Controller` does: reconcile, then come back when told to.
+//! let mut decisions = Vec::new();
+//! loop {
+//!     let decision = reconciler.decide(&db).await?;
+//!     decisions.push(decision.label());
+//!     match decision.requeue_after {
+//!         Some(delay) => tokio::time::sleep(delay).await,
+//!         None => break,
+//!     }
+//! }
+//! assert_eq!(decisions, ["transitioned", "settled", "stable"]);
+//! assert_eq!(DbResource::get(client, "shop", "orders").await?.state(), State::RUNNING);
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]

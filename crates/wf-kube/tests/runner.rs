@@ -11,14 +11,18 @@ use std::time::Duration;
 
 use common::{cluster, db, flow_dir, resource, Db, DbResource, DbSpec, DbStatus, Noop, NS};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::Api;
 use wf_engine::{
     async_trait, BoxError, CancellationToken, Event, FlowStatus, Reconciled, State, StateMachine,
     StateResource, Step, StepContext, StepError, StepOutcome, WorkflowManager, WorkflowRuntime,
 };
-use wf_kube::{decide, Config, ConfigMapMementoFactory, Decision, Reconciler, WorkflowMetrics};
+use wf_kube::{
+    decide, Config, ConfigMapMementoFactory, Decision, EventRecorderHook, Reconciler,
+    WorkflowMetrics,
+};
 
 /// Five steps; the backoff is short so the test's retry comes back quickly.
 const CREATE: &str = "\
@@ -172,6 +176,10 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
             target: None,
         })
         .shared_hook(metrics.clone())
+        .hook(
+            EventRecorderHook::for_resource::<Db>(client.clone(), "db-operator")
+                .with_rate_limit(100, Duration::from_secs(60)),
+        )
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
         .build()
         .expect("manager");
@@ -228,6 +236,35 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
     assert_eq!(retries, [0, 0, 1, 0, 0]);
     // The state lives in the status: the resource itself was never replaced.
     assert_eq!(calls.replace_other.load(Ordering::SeqCst), 0);
+
+    // The transitions were published as Events on the resource, the failure as a Warning.
+    let events = Api::<K8sEvent>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items;
+    let published: Vec<_> = events
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("c1"))
+        .map(|e| {
+            (
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (type_, reason) in [
+        ("Normal", "WF_FlowStarted"),
+        ("Normal", "WF_StepWaiting"),
+        ("Warning", "WF_StepFailed"),
+        ("Normal", "WF_StepCompleted"),
+        ("Normal", "WF_FlowCompleted"),
+    ] {
+        assert!(
+            published.iter().any(|(t, r)| t == type_ && r == reason),
+            "no {type_} {reason} in {published:?}"
+        );
+    }
 
     let text = metrics.render();
     for line in [
