@@ -10,16 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    cluster, flow_dir, resource, with_open_watches, Db, DbResource, DbSpec, DbStatus, Noop, NS,
+    cluster, create_machine, flow_dir, resource, with_open_watches, Db, DbResource, DbSpec,
+    DbStatus, MarkRunning, Noop, NS,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use tokio::sync::{oneshot, Notify};
 use wf_engine::{
-    async_trait, BoxError, CancellationToken, Event, FlowStatus, State, StateMachine,
-    StateResource, Step, StepContext, StepError, StepOutcome, StepStatus, WorkflowManager,
-    WorkflowRuntime,
+    async_trait, CancellationToken, FlowStatus, State, StateResource, Step, StepError, StepOutcome,
+    StepStatus, WorkflowManager, WorkflowRuntime,
 };
 use wf_kube::{ConfigMapMementoFactory, LeaseConfig, Operator, OperatorError, Reconciler};
 
@@ -50,34 +50,6 @@ impl Step for Block {
     }
 }
 
-/// Writes `Running` to the status; counts its runs.
-struct MarkRunning {
-    client: kube::Client,
-    target: Option<(String, String)>,
-    runs: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl Step for MarkRunning {
-    async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
-        self.target = Some((ctx.resource_namespace()?, ctx.resource_name()?));
-        Ok(())
-    }
-
-    async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> {
-        self.runs.fetch_add(1, Ordering::SeqCst);
-        let (namespace, name) = self
-            .target
-            .clone()
-            .ok_or_else(|| StepError::failed("not inited"))?;
-        let resource = DbResource::get(self.client.clone(), &namespace, &name)
-            .await
-            .map_err(|e| StepError::failed(e.to_string()))?;
-        resource.update_state(State::RUNNING).await?;
-        Ok(StepOutcome::Done)
-    }
-}
-
 struct Probes {
     entered: Arc<Notify>,
     release: Arc<Notify>,
@@ -94,11 +66,6 @@ impl Probes {
             mark_runs: Arc::new(AtomicU32::new(0)),
         }
     }
-}
-
-fn needs_create(resource: &DbResource) -> Result<Option<Event>, BoxError> {
-    let state = resource.state().effective();
-    Ok((state == State::INIT || state == State::CREATING).then(|| Event::new("Create")))
 }
 
 /// One operator process: a manager with its own ConfigMap cache, a machine and a reconciler.
@@ -121,24 +88,13 @@ fn operator(
             release: release.clone(),
             runs: runs.clone(),
         })
-        .step("test.MarkRunning", move || MarkRunning {
-            client: c.clone(),
-            target: None,
-            runs: mark_runs.clone(),
+        .step("test.MarkRunning", move || {
+            MarkRunning::new(c.clone(), mark_runs.clone())
         })
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
         .build()
         .expect("manager");
-    let mut machine = StateMachine::<DbResource>::new("db");
-    machine.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
-    machine.register_translate_main_enter(
-        State::INIT,
-        needs_create,
-        State::CREATING,
-        manager.flow_entry("Create", false),
-    );
-    machine.validate_flows(&manager).expect("flows");
-    Reconciler::new(Arc::new(machine), manager, client.clone())
+    Reconciler::new(create_machine(&manager), manager, client.clone())
 }
 
 fn init_db(name: &str) -> Db {

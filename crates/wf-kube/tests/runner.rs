@@ -9,15 +9,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cluster, db, flow_dir, resource, Db, DbResource, DbSpec, DbStatus, Noop, NS};
+use common::{
+    cluster, create_machine, db, flow_dir, resource, Db, DbResource, DbSpec, DbStatus, MarkRunning,
+    Noop, NS,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::Api;
 use wf_engine::{
-    async_trait, BoxError, CancellationToken, Event, FlowStatus, Reconciled, State, StateMachine,
-    StateResource, Step, StepContext, StepError, StepOutcome, WorkflowManager, WorkflowRuntime,
+    async_trait, CancellationToken, FlowStatus, Reconciled, State, StateResource, Step, StepError,
+    StepOutcome, WorkflowManager, WorkflowRuntime,
 };
 use wf_kube::{
     decide, Config, ConfigMapMementoFactory, Decision, EventRecorderHook, Reconciler,
@@ -78,50 +81,6 @@ impl Step for InterruptUntilFixed {
     }
 }
 
-/// Writes `Running` to the resource's status, as the last step of a create flow does.
-struct MarkRunning {
-    client: kube::Client,
-    target: Option<(String, String)>,
-}
-
-#[async_trait]
-impl Step for MarkRunning {
-    async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
-        self.target = Some((ctx.resource_namespace()?, ctx.resource_name()?));
-        Ok(())
-    }
-
-    async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> {
-        let (namespace, name) = self
-            .target
-            .clone()
-            .ok_or_else(|| StepError::failed("not inited"))?;
-        let resource = DbResource::get(self.client.clone(), &namespace, &name)
-            .await
-            .map_err(|e| StepError::failed(e.to_string()))?;
-        resource.update_state(State::RUNNING).await?;
-        Ok(StepOutcome::Done)
-    }
-}
-
-fn needs_create(resource: &DbResource) -> Result<Option<Event>, BoxError> {
-    let state = resource.state().effective();
-    Ok((state == State::INIT || state == State::CREATING).then(|| Event::new("Create")))
-}
-
-fn machine(manager: &WorkflowManager<DbResource>) -> Arc<StateMachine<DbResource>> {
-    let mut machine = StateMachine::<DbResource>::new("db");
-    machine.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
-    machine.register_translate_main_enter(
-        State::INIT,
-        needs_create,
-        State::CREATING,
-        manager.flow_entry("Create", false),
-    );
-    machine.validate_flows(manager).expect("flows");
-    Arc::new(machine)
-}
-
 /// A new `Db` in state `Init`. (A `Db` with no status at all counts as `Creating`, semantics
 /// §3, and would start its flow on the first reconcile.)
 fn new_db(name: &str) -> Db {
@@ -171,9 +130,8 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
         .step("test.Noop", || Noop)
         .step("test.WaitOnce", move || WaitOnce(p.clone()))
         .step("test.FailOnce", move || FailOnce(t.clone()))
-        .step("test.MarkRunning", move || MarkRunning {
-            client: c.clone(),
-            target: None,
+        .step("test.MarkRunning", move || {
+            MarkRunning::new(c.clone(), Arc::default())
         })
         .shared_hook(metrics.clone())
         .hook(
@@ -183,8 +141,8 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
         .build()
         .expect("manager");
-    let reconciler =
-        Reconciler::new(machine(&manager), manager, client.clone()).with_metrics(metrics.clone());
+    let reconciler = Reconciler::new(create_machine(&manager), manager, client.clone())
+        .with_metrics(metrics.clone());
     let obj = resource(&client, "c1").await.object().clone();
     assert_eq!(resource(&client, "c1").await.state(), State::INIT);
 
@@ -304,14 +262,13 @@ async fn recover_annotation_resumes_an_interrupted_flow_with_merge_patches_only(
         .step("test.InterruptUntilFixed", move || {
             InterruptUntilFixed(f.clone())
         })
-        .step("test.MarkRunning", move || MarkRunning {
-            client: c.clone(),
-            target: None,
+        .step("test.MarkRunning", move || {
+            MarkRunning::new(c.clone(), Arc::default())
         })
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
         .build()
         .expect("manager");
-    let reconciler = Reconciler::new(machine(&manager), manager, client.clone());
+    let reconciler = Reconciler::new(create_machine(&manager), manager, client.clone());
     let obj = resource(&client, "c1").await.object().clone();
 
     let decisions = drive(&reconciler, &obj).await;
@@ -383,29 +340,31 @@ async fn recover_annotation_resumes_an_interrupted_flow_with_merge_patches_only(
     assert_eq!(run.flow_status, FlowStatus::Completed);
 }
 
-#[tokio::test]
-async fn not_found_object_ends_with_await_change_and_no_error() {
-    let flows = flow_dir(&[("create.yaml", CREATE_INTERRUPTING)]);
-    let (client, _) = cluster(vec![]).await;
-    let manager = WorkflowManager::<DbResource>::builder("db")
-        .flow_dir(flows.path())
+/// A manager over `CREATE_INTERRUPTING` whose storage is already fixed.
+fn fixed_manager(client: &kube::Client, flows: &std::path::Path) -> WorkflowManager<DbResource> {
+    let c = client.clone();
+    WorkflowManager::<DbResource>::builder("db")
+        .flow_dir(flows)
         .step("test.Noop", || Noop)
         .step("test.InterruptUntilFixed", || {
             InterruptUntilFixed(Arc::new(AtomicU32::new(1)))
         })
-        .step("test.MarkRunning", {
-            let c = client.clone();
-            move || MarkRunning {
-                client: c.clone(),
-                target: None,
-            }
+        .step("test.MarkRunning", move || {
+            MarkRunning::new(c.clone(), Arc::default())
         })
         .memento_store(ConfigMapMementoFactory::new(client.clone()))
         .build()
-        .expect("manager");
+        .expect("manager")
+}
+
+#[tokio::test]
+async fn not_found_object_ends_with_await_change_and_no_error() {
+    let flows = flow_dir(&[("create.yaml", CREATE_INTERRUPTING)]);
+    let (client, _) = cluster(vec![]).await;
+    let manager = fixed_manager(&client, flows.path());
     let metrics = Arc::new(WorkflowMetrics::new());
     let reconciler =
-        Reconciler::new(machine(&manager), manager, client).with_metrics(metrics.clone());
+        Reconciler::new(create_machine(&manager), manager, client).with_metrics(metrics.clone());
     let action = reconciler
         .reconcile(Arc::new(new_db("gone")))
         .await
@@ -426,24 +385,9 @@ async fn a_hard_error_goes_to_error_policy_which_requeues_after_the_configured_d
         status.cluster_status = "Resizing".into();
     }
     let (client, _) = cluster(vec![odd]).await;
-    let manager = WorkflowManager::<DbResource>::builder("db")
-        .flow_dir(flows.path())
-        .step("test.Noop", || Noop)
-        .step("test.InterruptUntilFixed", || {
-            InterruptUntilFixed(Arc::new(AtomicU32::new(1)))
-        })
-        .step("test.MarkRunning", {
-            let c = client.clone();
-            move || MarkRunning {
-                client: c.clone(),
-                target: None,
-            }
-        })
-        .memento_store(ConfigMapMementoFactory::new(client.clone()))
-        .build()
-        .expect("manager");
+    let manager = fixed_manager(&client, flows.path());
     let metrics = Arc::new(WorkflowMetrics::new());
-    let reconciler = Reconciler::new(machine(&manager), manager, client.clone())
+    let reconciler = Reconciler::new(create_machine(&manager), manager, client.clone())
         .with_config(Config::default().error_requeue(Duration::from_secs(7)))
         .with_metrics(metrics.clone());
     let obj = Arc::new(resource(&client, "odd").await.object().clone());

@@ -220,3 +220,69 @@ pub fn with_open_watches(fake: kube::Client) -> kube::Client {
     });
     kube::Client::new(service, NS)
 }
+
+/// Writes `Running` to the resource's status, as the last step of a create flow does, and
+/// counts its runs.
+pub struct MarkRunning {
+    client: kube::Client,
+    target: Option<(String, String)>,
+    runs: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl MarkRunning {
+    /// A step writing through `client`, counting its runs in `runs`.
+    pub fn new(client: kube::Client, runs: Arc<std::sync::atomic::AtomicU32>) -> Self {
+        MarkRunning {
+            client,
+            target: None,
+            runs,
+        }
+    }
+}
+
+#[wf_engine::async_trait]
+impl wf_engine::Step for MarkRunning {
+    async fn init(&mut self, ctx: &wf_engine::StepContext) -> Result<(), wf_engine::StepError> {
+        self.target = Some((ctx.resource_namespace()?, ctx.resource_name()?));
+        Ok(())
+    }
+
+    async fn do_step(
+        &mut self,
+        _: &wf_engine::CancellationToken,
+    ) -> Result<wf_engine::StepOutcome, wf_engine::StepError> {
+        use wf_engine::StateResource;
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let (namespace, name) = self
+            .target
+            .clone()
+            .ok_or_else(|| wf_engine::StepError::failed("not inited"))?;
+        let resource = DbResource::get(self.client.clone(), &namespace, &name)
+            .await
+            .map_err(|e| wf_engine::StepError::failed(e.to_string()))?;
+        resource.update_state(wf_engine::State::RUNNING).await?;
+        Ok(wf_engine::StepOutcome::Done)
+    }
+}
+
+/// The machine of the tests: stable `Running`, `Interrupt`, `Init`; `Init` goes to
+/// `Creating`, whose entry runs the flow `Create`.
+pub fn create_machine(
+    manager: &wf_engine::WorkflowManager<DbResource>,
+) -> Arc<wf_engine::StateMachine<DbResource>> {
+    use wf_engine::{Event, State, StateMachine, StateResource};
+    let needs_create = |resource: &DbResource| -> Result<Option<Event>, BoxError> {
+        let state = resource.state().effective();
+        Ok((state == State::INIT || state == State::CREATING).then(|| Event::new("Create")))
+    };
+    let mut machine = StateMachine::<DbResource>::new("db");
+    machine.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
+    machine.register_translate_main_enter(
+        State::INIT,
+        needs_create,
+        State::CREATING,
+        manager.flow_entry("Create", false),
+    );
+    machine.validate_flows(manager).expect("flows");
+    Arc::new(machine)
+}
