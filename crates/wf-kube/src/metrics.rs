@@ -32,6 +32,8 @@ struct Inner {
     step_completed: BTreeMap<String, u64>,
     /// `resource_type` -> steps failed.
     step_failed: BTreeMap<String, u64>,
+    /// `resource_type` -> retry attempts started.
+    step_retries: BTreeMap<String, u64>,
     /// `(resource_type, reason)` -> interrupts.
     interrupts: BTreeMap<(String, String), u64>,
     /// `resource_type` -> step latency.
@@ -48,6 +50,7 @@ struct Inner {
 /// - `wf_flow_runs_finished_total{result="completed"|"interrupted"}`
 /// - `wf_step_completions_total`
 /// - `wf_step_failures_total` (each failure is retried on the next entry)
+/// - `wf_step_retries_total`: step attempts started again (after a failure or a crash)
 /// - `wf_interrupts_total{reason}`: the reason is the error text before its first `:`
 /// - `wf_step_duration_seconds` (histogram): from the step's start to its completion, for
 ///   completed steps
@@ -124,7 +127,12 @@ impl WorkflowMetrics {
                     h.count += 1;
                 }
             }
-            Transition::StepStarted | Transition::StepWaiting => {}
+            Transition::StepStarted => {
+                if event.step_runtime().is_some_and(|s| s.retry_times > 0) {
+                    *inner.step_retries.entry(rt).or_default() += 1;
+                }
+            }
+            Transition::StepWaiting => {}
         }
     }
 
@@ -183,6 +191,15 @@ impl WorkflowMetrics {
                 &[("resource_type", rt)],
                 n,
             );
+        }
+        header(
+            &mut out,
+            "wf_step_retries_total",
+            "counter",
+            "Step attempts started again after a failure or a crash.",
+        );
+        for (rt, n) in &inner.step_retries {
+            sample(&mut out, "wf_step_retries_total", &[("resource_type", rt)], n);
         }
         header(
             &mut out,
@@ -429,7 +446,7 @@ mod tests {
         assert!(text
             .lines()
             .all(|l| l.starts_with("# HELP ") || l.starts_with("# TYPE ")));
-        assert_eq!(text.lines().count(), 14);
+        assert_eq!(text.lines().count(), 16);
         metrics.record_reconcile("a\"b\\c\nd");
         assert!(metrics
             .render()

@@ -233,6 +233,7 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
         "wf_flow_runs_finished_total{resource_type=\"db\",result=\"completed\"} 1",
         "wf_step_completions_total{resource_type=\"db\"} 5",
         "wf_step_failures_total{resource_type=\"db\"} 1",
+        "wf_step_retries_total{resource_type=\"db\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),
