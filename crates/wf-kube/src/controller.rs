@@ -240,16 +240,13 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         &self.client
     }
 
-    /// One reconcile, returning the full decision: a fresh GET of `obj`, then the state
-    /// machine (recovery first) under the resource's lock.
+    /// One reconcile, returning the full decision: the state machine (recovery first) under
+    /// the resource's lock. `obj` may be a stale copy (the controller's cache): the engine
+    /// reads the object fresh before it decides anything, and a resource that is gone ends
+    /// the reconcile quietly.
     pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
-        let namespace = obj.namespace().unwrap_or_default();
-        let decision =
-            match KubeResource::<K, F>::get(self.client.clone(), &namespace, &obj.name_any()).await
-            {
-                Ok(resource) => decide(self.machine.reconcile(&resource, &self.manager).await),
-                Err(e) => decide(Err(e.into())),
-            };
+        let resource = KubeResource::<K, F>::new(self.client.clone(), obj.clone());
+        let decision = decide(self.machine.reconcile(&resource, &self.manager).await);
         if let Some(metrics) = &self.metrics {
             metrics.record_reconcile(decision.as_ref().map_or("error", Decision::label));
         }
