@@ -199,7 +199,12 @@ impl WorkflowMetrics {
             "Step attempts started again after a failure or a crash.",
         );
         for (rt, n) in &inner.step_retries {
-            sample(&mut out, "wf_step_retries_total", &[("resource_type", rt)], n);
+            sample(
+                &mut out,
+                "wf_step_retries_total",
+                &[("resource_type", rt)],
+                n,
+            );
         }
         header(
             &mut out,
