@@ -255,6 +255,13 @@ impl<R: StateResource> WorkflowManager<R> {
         }
     }
 
+    /// Forgets what is kept in memory for a resource that is gone (e.g. the memento
+    /// factory's cached store), so a long-running operator does not grow with every deleted
+    /// resource. Persisted runs are not touched.
+    pub fn forget(&self, key: &ResourceKey) {
+        self.inner.storage.forget(key);
+    }
+
     /// Cancels the flow running for `key` at once (e.g. from a watch event); returns whether
     /// one was running. The step's future is dropped and the run is interrupted `CANCELLED`.
     pub fn cancel(&self, key: &ResourceKey) -> bool {

@@ -61,7 +61,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
 use tokio_util::task::TaskTracker;
-use wf_engine::{Reconciled, StateMachine, WorkflowManager};
+use wf_engine::{Reconciled, StateMachine, StateResource, WorkflowManager};
 
 use crate::{KubeObject, KubeResource, StateField, WorkflowMetrics};
 
@@ -247,6 +247,10 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
         let resource = KubeResource::<K, F>::new(self.client.clone(), obj.clone());
         let decision = decide(self.machine.reconcile(&resource, &self.manager).await);
+        if matches!(&decision, Ok(d) if d.label() == "not_found") {
+            // Gone: drop what is cached for it (the memento store).
+            self.manager.forget(&resource.key());
+        }
         if let Some(metrics) = &self.metrics {
             metrics.record_reconcile(decision.as_ref().map_or("error", Decision::label));
         }

@@ -226,12 +226,15 @@ impl MementoStorage for ConfigMapMementoStorage {
 }
 
 /// Hands out one cached [`ConfigMapMementoStorage`] per resource (keyed by namespace and
-/// name), so the ConfigMap cache survives across reconciles.
+/// name), so the ConfigMap cache survives across reconciles. Clones share the cache; a
+/// resource that is gone is dropped from it with [`ConfigMapMementoFactory::forget`] (the
+/// [`crate::Reconciler`] does it when a reconcile finds the resource deleted).
+#[derive(Clone)]
 pub struct ConfigMapMementoFactory {
     client: kube::Client,
     max_attempts: u32,
     conflict_backoff: Duration,
-    stores: StdMutex<HashMap<ResourceKey, Arc<ConfigMapMementoStorage>>>,
+    stores: Arc<StdMutex<HashMap<ResourceKey, Arc<ConfigMapMementoStorage>>>>,
 }
 
 impl std::fmt::Debug for ConfigMapMementoFactory {
@@ -247,7 +250,7 @@ impl ConfigMapMementoFactory {
             client,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             conflict_backoff: DEFAULT_CONFLICT_BACKOFF,
-            stores: StdMutex::new(HashMap::new()),
+            stores: Arc::new(StdMutex::new(HashMap::new())),
         }
     }
 
@@ -268,6 +271,11 @@ impl ConfigMapMementoFactory {
         if let Ok(mut stores) = self.stores.lock() {
             stores.remove(key);
         }
+    }
+
+    /// How many resources have a cached store.
+    pub fn cached(&self) -> usize {
+        self.stores.lock().map_or(0, |stores| stores.len())
     }
 
     /// The cached store of `object`, made on first use.
@@ -313,6 +321,10 @@ impl<K: KubeObject, F: StateField<K>> MementoStorageFactory<KubeResource<K, F>>
         );
         let store: Arc<dyn MementoStorage> = self.storage_for_object(resource.object())?;
         Ok(store)
+    }
+
+    fn forget(&self, key: &ResourceKey) {
+        ConfigMapMementoFactory::forget(self, key);
     }
 }
 

@@ -378,6 +378,48 @@ async fn not_found_object_ends_with_await_change_and_no_error() {
 }
 
 #[tokio::test]
+async fn a_deleted_resource_ends_quietly_and_its_cached_memento_store_is_dropped() {
+    let flows = flow_dir(&[("create.yaml", CREATE_INTERRUPTING)]);
+    let (client, _) = cluster(vec![new_db("c1")]).await;
+    let factory = ConfigMapMementoFactory::new(client.clone());
+    let c = client.clone();
+    let manager = WorkflowManager::<DbResource>::builder("db")
+        .flow_dir(flows.path())
+        .step("test.Noop", || Noop)
+        .step("test.InterruptUntilFixed", || {
+            InterruptUntilFixed(Arc::new(AtomicU32::new(1)))
+        })
+        .step("test.MarkRunning", move || {
+            MarkRunning::new(c.clone(), Arc::default())
+        })
+        .memento_store(factory.clone())
+        .build()
+        .expect("manager");
+    let reconciler = Reconciler::new(create_machine(&manager), manager, client.clone());
+    let obj = resource(&client, "c1").await.object().clone();
+    let labels: Vec<_> = drive(&reconciler, &obj)
+        .await
+        .iter()
+        .map(Decision::label)
+        .collect();
+    assert_eq!(labels, ["transitioned", "completed", "stable"]);
+    assert_eq!(factory.cached(), 1);
+
+    Api::<Db>::namespaced(client.clone(), NS)
+        .delete("c1", &Default::default())
+        .await
+        .expect("delete");
+    let decision = reconciler.decide(&obj).await.expect("no error");
+    assert_eq!(decision.label(), "not_found");
+    assert_eq!(decision.action(), Action::await_change());
+    assert_eq!(
+        factory.cached(),
+        0,
+        "the deleted resource's store is forgotten"
+    );
+}
+
+#[tokio::test]
 async fn a_hard_error_goes_to_error_policy_which_requeues_after_the_configured_delay() {
     let flows = flow_dir(&[("create.yaml", CREATE_INTERRUPTING)]);
     // A state the machine knows nothing about: a setup error, not a retryable failure.

@@ -16,7 +16,7 @@ pub use error::MementoError;
 pub use file_store::{write_atomically, FileMementoStorage, FileMementoStore};
 pub use memory_store::{InMemoryMementoStorage, InMemoryMementoStore};
 
-use crate::StateResource;
+use crate::{ResourceKey, StateResource};
 
 /// The name of a resource's memento store: `<resource name>-workflow`.
 pub fn caretaker_name(resource_name: &str) -> String {
@@ -49,6 +49,12 @@ pub trait MementoStorage: Send + Sync {
 pub trait MementoStorageFactory<R>: Send + Sync {
     /// The storage of `resource` (its caretaker is [`caretaker_name`] of its name).
     fn storage_for(&self, resource: &R) -> Result<Arc<dyn MementoStorage>, MementoError>;
+
+    /// Drops whatever the factory keeps in memory for `key` (a cache of its store), once the
+    /// resource is gone. The stored data is not touched. Default: nothing is kept.
+    fn forget(&self, key: &ResourceKey) {
+        let _ = key;
+    }
 }
 
 impl<R: StateResource> MementoStorageFactory<R> for InMemoryMementoStore {
