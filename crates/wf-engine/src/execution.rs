@@ -144,7 +144,8 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 tracing::info!(step = %meta.step_name, "draining: run parked before the step");
                 return Ok(RunOutcome::Waiting {
                     step: meta.step_name.clone(),
-                    recheck_after: Duration::ZERO,
+                    // Not at once: a controller that keeps running while drained must not spin.
+                    recheck_after: inner.config.wait_interval,
                 });
             }
             if rt.running_steps[pos].retry_times >= meta.retry.max_retries {

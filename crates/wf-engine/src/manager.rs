@@ -271,7 +271,8 @@ impl<R: StateResource> WorkflowManager<R> {
     /// Starts (`true`) or ends (`false`) draining, for a graceful shutdown or a lost
     /// leadership. While draining, a running flow finishes the step it is in (its
     /// transition is saved as usual), then parks before the next one: the run is saved as
-    /// `waiting` and reported as [`crate::RunOutcome::Waiting`] on that step with no delay.
+    /// `waiting` and reported as [`crate::RunOutcome::Waiting`] on that step (after the
+    /// configured `wait_interval`).
     /// Nothing is interrupted and no retry is counted, so whoever reconciles next (this
     /// process after `set_draining(false)`, or another replica) resumes at that step.
     pub fn set_draining(&self, draining: bool) {

@@ -290,12 +290,13 @@ async fn draining_lets_the_running_step_finish_then_parks_the_run_without_a_retr
     );
     let mut wf = manager.resource_workflow(&resource).await.unwrap();
     let report = wf.run("F", JsonMap::new(), &token()).await.unwrap();
-    // B finished and was saved; the run parked before C with no delay.
+    // B finished and was saved; the run parked before C, to be looked at again after the
+    // usual wait interval.
     assert_eq!(
         report.outcome,
         RunOutcome::Waiting {
             step: "C".into(),
-            recheck_after: Duration::ZERO
+            recheck_after: WorkflowConfig::default().wait_interval
         }
     );
     assert!(manager.is_draining());
