@@ -81,9 +81,15 @@ pub struct Operator<K: KubeObject, F: StateField<K>> {
     reconciler: Reconciler<K, F>,
     api: Api<K>,
     lease: Option<LeaseConfig>,
-    http: Option<SocketAddr>,
+    http: Option<HttpBind>,
     metrics: Arc<WorkflowMetrics>,
     health: Arc<Health>,
+}
+
+/// Where the HTTP endpoints listen.
+enum HttpBind {
+    Addr(SocketAddr),
+    Listener(tokio::net::TcpListener),
 }
 
 impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
@@ -115,9 +121,16 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
         self
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr`.
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` (bound when the operator
+    /// starts; a taken address fails [`Operator::run_until`]).
     pub fn with_http(mut self, addr: SocketAddr) -> Self {
-        self.http = Some(addr);
+        self.http = Some(HttpBind::Addr(addr));
+        self
+    }
+
+    /// Serves the HTTP endpoints on a listener bound already (e.g. on port 0 in a test).
+    pub fn with_http_listener(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.http = Some(HttpBind::Listener(listener));
         self
     }
 
@@ -162,8 +175,12 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
         // lease) and the HTTP server.
         let background = CancellationToken::new();
         let server = match http {
-            Some(addr) => {
-                let listener = http::bind(addr).await?;
+            Some(bind) => {
+                let listener = match bind {
+                    HttpBind::Addr(addr) => http::bind(addr).await?,
+                    HttpBind::Listener(listener) => listener,
+                };
+                let addr = listener.local_addr().map_err(HttpError::LocalAddr)?;
                 tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
                 let server = HttpServer::new(metrics, health.clone());
                 Some(tokio::spawn(

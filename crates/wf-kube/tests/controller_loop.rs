@@ -357,3 +357,66 @@ async fn an_invalid_lease_config_fails_before_reconciling_anything() {
     assert!(err.to_string().contains("ns/db-operator"), "{err}");
     assert_eq!(calls.writes() + calls.reads(), 0);
 }
+
+/// `GET path` over a fresh connection: the status code and the body.
+async fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await?;
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_serves_metrics_and_probes_while_it_reconciles() {
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let (fake, _) = cluster(vec![init_db("c1")]).await;
+    let client = with_open_watches(fake);
+    let probes = Probes::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let op = Operator::new(
+        operator(&client, flows.path(), &probes),
+        Api::<Db>::namespaced(client.clone(), NS),
+    )
+    .with_http_listener(listener);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(op.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    bounded("PrepareStorage runs", probes.entered.notified()).await;
+    assert_eq!(
+        get(addr, "/readyz").await.expect("readyz"),
+        (200, "ok".into())
+    );
+    assert_eq!(get(addr, "/healthz").await.expect("healthz").0, 200);
+    let (status, metrics) = get(addr, "/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.lines().any(|l| l == "wf_leader 1"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "wf_reconciles_total{result=\"transitioned\"} 1"),
+        "{metrics}"
+    );
+
+    probes.release.notify_one();
+    wait_for_state(&client, State::RUNNING).await;
+    stop.send(()).expect("stop");
+    bounded("the operator stopped", running)
+        .await
+        .expect("task")
+        .expect("ran");
+    assert!(get(addr, "/readyz").await.is_err(), "the server is gone");
+}
