@@ -235,6 +235,11 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         &self.config
     }
 
+    /// The metrics counting reconciles, if any.
+    pub fn metrics(&self) -> Option<&Arc<WorkflowMetrics>> {
+        self.metrics.as_ref()
+    }
+
     /// The client.
     pub fn client(&self) -> &kube::Client {
         &self.client

@@ -94,9 +94,13 @@ enum HttpBind {
 
 impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
     /// An operator running `reconciler` over the objects of `api`: no leader election, no
-    /// HTTP endpoints, a fresh [`WorkflowMetrics`] counting reconciles.
+    /// HTTP endpoints; reconciles are counted in the reconciler's metrics (a fresh
+    /// [`WorkflowMetrics`] when it has none).
     pub fn new(reconciler: Reconciler<K, F>, api: Api<K>) -> Self {
-        let metrics = Arc::new(WorkflowMetrics::new());
+        let metrics = reconciler
+            .metrics()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(WorkflowMetrics::new()));
         Operator {
             reconciler: reconciler.with_metrics(metrics.clone()),
             api,
