@@ -343,6 +343,10 @@ async fn caretaker_retention_and_byte_budget_hold_on_the_configmap_over_1000_run
     let data = cm.data.unwrap_or_default();
     let bytes: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
     assert!(bytes < budget, "{bytes} bytes");
+    // Not only at the end: no write of the 2,000 ever sent a ConfigMap over the budget.
+    let max = calls.max_config_map_bytes.load(Ordering::SeqCst);
+    assert!(max > 10 * 2048, "the writes were seen ({max} bytes)");
+    assert!(max < budget, "a write of {max} bytes");
     assert!(data.len() <= 10, "{} keys", data.len());
     assert!(data.contains_key("1000-Flow"));
 

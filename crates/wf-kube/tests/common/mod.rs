@@ -69,6 +69,8 @@ pub struct Calls {
     pub inject_conflicts: AtomicUsize,
     /// Replaces of anything but a ConfigMap (a full update of the resource itself).
     pub replace_other: AtomicUsize,
+    /// The largest ConfigMap `data` (keys + values, in bytes) ever sent in a write.
+    pub max_config_map_bytes: AtomicUsize,
     /// While set, every write of a Lease fails with a 500.
     pub fail_lease_writes: std::sync::atomic::AtomicBool,
     /// 409s injected so far.
@@ -76,6 +78,23 @@ pub struct Calls {
 }
 
 impl Calls {
+    /// Records the size of a ConfigMap about to be written.
+    fn see_config_map(&self, object: &serde_json::Value) {
+        if object.get("kind").and_then(|k| k.as_str()) != Some("ConfigMap") {
+            return;
+        }
+        let bytes: usize = object
+            .get("data")
+            .and_then(|d| d.as_object())
+            .map(|data| {
+                data.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        self.max_config_map_bytes.fetch_max(bytes, Ordering::SeqCst);
+    }
+
     pub fn reads(&self) -> usize {
         self.get.load(Ordering::SeqCst)
     }
@@ -123,12 +142,14 @@ pub async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
             g.get.fetch_add(1, Ordering::SeqCst);
             Ok(None)
         })
-        .create(move |_| {
+        .create(move |ctx| {
             c.create.fetch_add(1, Ordering::SeqCst);
+            c.see_config_map(&ctx.object);
             Ok(None)
         })
         .replace(move |ctx| {
             r.replace.fetch_add(1, Ordering::SeqCst);
+            r.see_config_map(&ctx.object);
             let is_cm = ctx.object.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap");
             if !is_cm {
                 r.replace_other.fetch_add(1, Ordering::SeqCst);
