@@ -144,7 +144,7 @@ pub async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
         })
         .create(move |ctx| {
             c.create.fetch_add(1, Ordering::SeqCst);
-            c.see_config_map(&ctx.object);
+            c.see_config_map(ctx.object);
             Ok(None)
         })
         .replace(move |ctx| {
