@@ -149,7 +149,7 @@ pub async fn cluster(objects: Vec<Db>) -> (kube::Client, Arc<Calls>) {
         })
         .replace(move |ctx| {
             r.replace.fetch_add(1, Ordering::SeqCst);
-            r.see_config_map(&ctx.object);
+            r.see_config_map(ctx.object);
             let is_cm = ctx.object.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap");
             if !is_cm {
                 r.replace_other.fetch_add(1, Ordering::SeqCst);
