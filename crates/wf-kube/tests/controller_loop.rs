@@ -420,3 +420,33 @@ async fn the_operator_serves_metrics_and_probes_while_it_reconciles() {
         .expect("ran");
     assert!(get(addr, "/readyz").await.is_err(), "the server is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reconciles_of_one_resource_at_once_run_one_after_the_other() {
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let mut creating = init_db("c1");
+    if let Some(status) = creating.status.as_mut() {
+        status.cluster_status = State::CREATING.to_string();
+    }
+    let (fake, _) = cluster(vec![creating]).await;
+    let client = with_open_watches(fake);
+    let probes = Probes::new();
+    let reconciler = Arc::new(operator(&client, flows.path(), &probes));
+    let obj = resource(&client, "c1").await.object().clone();
+
+    let (r1, o1) = (reconciler.clone(), obj.clone());
+    let first = tokio::spawn(async move { r1.decide(&o1).await });
+    bounded("the first runs PrepareStorage", probes.entered.notified()).await;
+    // A second reconcile of the same resource (e.g. from another trigger) waits for the
+    // resource's lock instead of running the flow alongside.
+    let (r2, o2) = (reconciler.clone(), obj.clone());
+    let second = tokio::spawn(async move { r2.decide(&o2).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!second.is_finished(), "the second waits for the first");
+    probes.release.notify_one();
+    let first = bounded("first", first).await.expect("task").expect("ok");
+    let second = bounded("second", second).await.expect("task").expect("ok");
+    assert_eq!((first.label(), second.label()), ("completed", "stable"));
+    assert_eq!(probes.block_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(probes.mark_runs.load(Ordering::SeqCst), 1);
+}
