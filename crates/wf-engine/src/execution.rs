@@ -137,7 +137,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
             if status == StepStatus::Completed {
                 continue;
             }
-            if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.manager.is_draining() {
                 // Park at the step boundary; a waiting run resumes without counting a retry.
                 rt.flow_status = FlowStatus::Waiting;
                 self.caretaker.save(seq, &rt).await?;

@@ -292,18 +292,22 @@ impl<R: StateResource> WorkflowManager<R> {
     /// is `Rebuild`), clears the interrupt record and restores the previous state, which is
     /// returned. `None` when recovery does not apply. A failed write is an error.
     pub async fn check_recovery(&self, resource: &R) -> Result<Option<State>, Error> {
-        let fresh = resource.fetch().await?;
+        self.recover_fresh(&resource.fetch().await?).await
+    }
+
+    /// [`WorkflowManager::check_recovery`] on a copy just read.
+    pub(crate) async fn recover_fresh(&self, fresh: &R) -> Result<Option<State>, Error> {
         if fresh.state().effective() != State::INTERRUPT {
             return Ok(None);
         }
-        let Some(previous) = self.inner.recover.recovery_requested(&fresh) else {
+        let Some(previous) = self.inner.recover.recovery_requested(fresh) else {
             return Ok(None);
         };
         if previous != State::REBUILD {
-            let mut workflow = self.resource_workflow(&fresh).await?;
+            let mut workflow = self.resource_workflow(fresh).await?;
             workflow.retry_interrupted_step().await?;
         }
-        let cleared = self.inner.recover.clear(&fresh).await?;
+        let cleared = self.inner.recover.clear(fresh).await?;
         cleared.update_state(previous.clone()).await?;
         tracing::info!(resource = %fresh.key(), state = %previous, "recovered from interrupt");
         Ok(Some(previous))

@@ -209,14 +209,20 @@ impl<R: StateResource> StateMachine<R> {
         manager: &WorkflowManager<R>,
     ) -> Result<Reconciled, Error> {
         let _guard = self.locks.lock(&resource.key()).await;
-        if let Some(state) = manager.check_recovery(resource).await? {
+        // One read serves both the recovery check and the machine.
+        let fresh = resource.fetch().await?;
+        if let Some(state) = manager.recover_fresh(&fresh).await? {
             return Ok(Reconciled::Recovered { state });
         }
-        self.enter_locked(resource).await
+        self.enter_fresh(fresh).await
     }
 
     async fn enter_locked(&self, resource: &R) -> Result<Reconciled, Error> {
-        let fresh = resource.fetch().await?;
+        self.enter_fresh(resource.fetch().await?).await
+    }
+
+    /// The machine on a copy just read, under the resource's lock.
+    async fn enter_fresh(&self, fresh: R) -> Result<Reconciled, Error> {
         let state = fresh.state().effective();
         let span = tracing::info_span!("reconcile", resource = %fresh.key(), state = %state);
         async {

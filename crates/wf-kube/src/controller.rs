@@ -136,9 +136,14 @@ impl Decision {
             Some(Reconciled::Waiting { .. }) => "waiting",
             Some(Reconciled::Interrupted { .. }) => "interrupted",
             Some(Reconciled::Recovered { .. }) => "recovered",
-            None if self.requeue_after.is_some() => "retry",
-            None => "not_found",
+            None if self.is_gone() => "not_found",
+            None => "retry",
         }
+    }
+
+    /// Whether the resource was not found (deleted).
+    pub fn is_gone(&self) -> bool {
+        self.reconciled.is_none() && self.requeue_after.is_none()
     }
 
     /// The controller action.
@@ -252,7 +257,7 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
         let resource = KubeResource::<K, F>::new(self.client.clone(), obj.clone());
         let decision = decide(self.machine.reconcile(&resource, &self.manager).await);
-        if matches!(&decision, Ok(d) if d.label() == "not_found") {
+        if decision.as_ref().is_ok_and(Decision::is_gone) {
             // Gone: drop what is cached for it (the memento store).
             self.manager.forget(&resource.key());
         }
@@ -274,13 +279,12 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     /// the controller drops the reconcile (it can while shutting down), the flow still
     /// reaches its next persisted transition, and [`Reconciler::run_until`] waits for it.
     async fn reconcile_detached(self: Arc<Self>, obj: Arc<K>) -> Result<Action, ReconcileError> {
-        let resource = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-        let this = self.clone();
+        let (this, target) = (self.clone(), obj.clone());
         let task = self
             .in_flight
-            .spawn(async move { this.decide(&obj).await.map(|d| d.action()) });
+            .spawn(async move { this.decide(&target).await.map(|d| d.action()) });
         task.await.map_err(|e| ReconcileError::Task {
-            resource,
+            resource: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
             message: e.to_string(),
         })?
     }

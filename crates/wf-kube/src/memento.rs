@@ -12,7 +12,7 @@ use kube::Api;
 use tokio::sync::Mutex;
 use wf_engine::memento::MementoWrite;
 use wf_engine::memento::{caretaker_name, MementoError, MementoStorage, MementoStorageFactory};
-use wf_engine::{ResourceKey, StateResource};
+use wf_engine::{Backoff, ResourceKey, StateResource};
 
 use crate::resource::{status_code, KubeObject, KubeResource, StateField};
 
@@ -22,17 +22,13 @@ pub const DOMAIN_LABEL: &str = "flowJobsDomain";
 /// How many times a write is tried when it keeps conflicting.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
-/// The first pause after a conflict; it doubles per attempt (capped at 1 s) with full jitter,
-/// so two writers that keep colliding fall out of step instead of one starving.
-pub const DEFAULT_CONFLICT_BACKOFF: Duration = Duration::from_millis(10);
-
-/// A random pause in `[0, base * 2^(attempt-1)]`, capped at one second.
-fn conflict_pause(base: Duration, attempt: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(Duration::from_secs(1));
-    ceiling.mul_f64(fastrand::f64())
-}
+/// The pause after a conflict: 10 ms, doubling per attempt up to 1 s, jittered, so two
+/// writers that keep colliding fall out of step instead of one starving.
+pub const DEFAULT_CONFLICT_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(10),
+    max: Duration::from_secs(1),
+    factor: 2.0,
+};
 
 /// One resource's memento store: the ConfigMap `<name>-workflow` in its namespace.
 ///
@@ -52,7 +48,7 @@ pub struct ConfigMapMementoStorage {
     resource_name: String,
     owner: OwnerReference,
     max_attempts: u32,
-    conflict_backoff: Duration,
+    conflict_backoff: Backoff,
     /// `None`: not read yet. `Some(None)`: read, does not exist. `Some(Some(cm))`: cached.
     cache: Mutex<Option<Option<ConfigMap>>>,
 }
@@ -106,10 +102,10 @@ impl ConfigMapMementoStorage {
         self
     }
 
-    /// Sets the first pause after a conflict (default [`DEFAULT_CONFLICT_BACKOFF`]; zero
-    /// retries at once).
-    pub fn with_conflict_backoff(mut self, base: Duration) -> Self {
-        self.conflict_backoff = base;
+    /// Sets the pause after a conflict (default [`DEFAULT_CONFLICT_BACKOFF`]; a zero
+    /// `initial` retries at once).
+    pub fn with_conflict_backoff(mut self, backoff: Backoff) -> Self {
+        self.conflict_backoff = backoff;
         self
     }
 
@@ -207,7 +203,7 @@ impl MementoStorage for ConfigMapMementoStorage {
                     // Pause (another writer is active), re-read, then re-apply only this
                     // change on the fresh data.
                     if attempt < self.max_attempts {
-                        tokio::time::sleep(conflict_pause(self.conflict_backoff, attempt)).await;
+                        tokio::time::sleep(self.conflict_backoff.delay(attempt)).await;
                     }
                     *cache = Some(self.read().await?);
                 }
@@ -233,7 +229,7 @@ impl MementoStorage for ConfigMapMementoStorage {
 pub struct ConfigMapMementoFactory {
     client: kube::Client,
     max_attempts: u32,
-    conflict_backoff: Duration,
+    conflict_backoff: Backoff,
     stores: Arc<StdMutex<HashMap<ResourceKey, Arc<ConfigMapMementoStorage>>>>,
 }
 
@@ -260,9 +256,9 @@ impl ConfigMapMementoFactory {
         self
     }
 
-    /// Sets the first pause after a conflict of the stores it makes.
-    pub fn with_conflict_backoff(mut self, base: Duration) -> Self {
-        self.conflict_backoff = base;
+    /// Sets the pause after a conflict of the stores it makes.
+    pub fn with_conflict_backoff(mut self, backoff: Backoff) -> Self {
+        self.conflict_backoff = backoff;
         self
     }
 
@@ -334,12 +330,16 @@ mod tests {
 
     #[test]
     fn conflict_pause_grows_per_attempt_and_is_capped() {
-        let base = Duration::from_millis(10);
+        let base = DEFAULT_CONFLICT_BACKOFF.initial;
         for _ in 0..200 {
-            assert!(conflict_pause(base, 1) <= base);
-            assert!(conflict_pause(base, 3) <= base * 4);
-            assert!(conflict_pause(base, 40) <= Duration::from_secs(1));
+            assert!(DEFAULT_CONFLICT_BACKOFF.delay(1) <= base);
+            assert!(DEFAULT_CONFLICT_BACKOFF.delay(3) <= base * 4);
+            assert!(DEFAULT_CONFLICT_BACKOFF.delay(40) <= Duration::from_secs(1));
         }
-        assert_eq!(conflict_pause(Duration::ZERO, 5), Duration::ZERO);
+        let none = Backoff {
+            initial: Duration::ZERO,
+            ..DEFAULT_CONFLICT_BACKOFF
+        };
+        assert_eq!(none.delay(5), Duration::ZERO);
     }
 }

@@ -60,8 +60,8 @@ use wf_engine::CancellationToken;
 use crate::controller::shutdown_signal;
 use crate::http::{self, HttpError, HttpServer};
 use crate::{
-    Health, KubeObject, LeaderElector, LeaderError, LeaseConfig, Reconciler, StateField,
-    WorkflowMetrics,
+    Health, KubeObject, LeaderElector, LeaderError, LeaderHandle, LeaseConfig, Reconciler,
+    StateField, WorkflowMetrics,
 };
 
 /// Why an [`Operator`] could not run.
@@ -202,9 +202,10 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
                 stopping.cancel();
             }
         });
+        let election = elector.map(|elector| elector.spawn(background.clone()));
         health.set_ready(true);
 
-        match &elector {
+        match &election {
             None => {
                 health.set_leader(true);
                 reconciler
@@ -212,46 +213,19 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
                     .await;
                 health.set_leader(false);
             }
-            Some(elector) => {
-                let handle = elector.clone().spawn(background.clone());
-                loop {
-                    let mut leading = handle.subscribe();
-                    let became_leader = tokio::select! {
-                        _ = stopping.cancelled() => false,
-                        changed = leading.wait_for(|leader| *leader) => changed.is_ok(),
-                    };
-                    if !became_leader {
-                        break;
-                    }
-                    health.set_leader(true);
-                    tracing::info!("leading: reconciling");
-                    let mut lost = handle.subscribe();
-                    let until = stopping.clone();
-                    reconciler
-                        .clone()
-                        .run_until(api.clone(), async move {
-                            tokio::select! {
-                                _ = until.cancelled() => {}
-                                _ = lost.wait_for(|leader| !*leader) => {}
-                            }
-                        })
-                        .await;
-                    health.set_leader(false);
-                    if stopping.is_cancelled() {
-                        break;
-                    }
-                    tracing::warn!("leadership lost: stopped reconciling, standing by");
-                }
-                background.cancel();
-                if let Err(error) = handle.join().await {
-                    tracing::warn!(%error, "leader election task ended abnormally");
-                }
+            Some(election) => {
+                reconcile_while_leading(&reconciler, &api, election, &stopping, &health).await;
             }
         }
 
         health.set_shutting_down();
         background.cancel();
         watcher.abort();
+        if let Some(election) = election {
+            if let Err(error) = election.join().await {
+                tracing::warn!(%error, "leader election task ended abnormally");
+            }
+        }
         if let Some(server) = server {
             match server.await {
                 Ok(Ok(())) => {}
@@ -261,5 +235,44 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
         }
         tracing::info!("operator stopped");
         Ok(())
+    }
+}
+
+/// Runs the controller during each term of leadership, until `stopping` is cancelled: wait
+/// to lead, reconcile until the lease is lost (or the stop), then stand by again.
+async fn reconcile_while_leading<K: KubeObject, F: StateField<K>>(
+    reconciler: &Reconciler<K, F>,
+    api: &Api<K>,
+    election: &LeaderHandle,
+    stopping: &CancellationToken,
+    health: &Health,
+) {
+    loop {
+        let mut leading = election.subscribe();
+        let became_leader = tokio::select! {
+            _ = stopping.cancelled() => false,
+            changed = leading.wait_for(|leader| *leader) => changed.is_ok(),
+        };
+        if !became_leader {
+            return;
+        }
+        health.set_leader(true);
+        tracing::info!("leading: reconciling");
+        let mut lost = election.subscribe();
+        let until = stopping.clone();
+        reconciler
+            .clone()
+            .run_until(api.clone(), async move {
+                tokio::select! {
+                    _ = until.cancelled() => {}
+                    _ = lost.wait_for(|leader| !*leader) => {}
+                }
+            })
+            .await;
+        health.set_leader(false);
+        if stopping.is_cancelled() {
+            return;
+        }
+        tracing::warn!("leadership lost: stopped reconciling, standing by");
     }
 }

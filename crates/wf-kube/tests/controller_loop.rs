@@ -279,7 +279,13 @@ async fn two_replicas_one_leads_and_its_stop_hands_the_flow_to_the_standby() {
         "not re-run"
     );
     assert_eq!(probes_two.mark_runs.load(Ordering::SeqCst), 1);
-    assert_eq!(last_run(&client).await.flow_status, FlowStatus::Completed);
+    // The last step writes `Running` before its run is saved completed: wait for that save.
+    bounded("the run completed", async {
+        while last_run(&client).await.flow_status != FlowStatus::Completed {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 
     stop_two.send(()).expect("stop two");
     bounded("two stopped", two)
