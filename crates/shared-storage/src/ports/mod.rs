@@ -1,5 +1,5 @@
 //! Ports: the outside systems the domain needs (domain §2.4 A-L), as async traits. Each has
-//! a deterministic simulator in [`sim`]; the Kubernetes/HTTP adapters come with `wf-kube`.
+//! a deterministic simulator in [`sim`] and a production adapter in [`kube`].
 //!
 //! Nothing here blocks for long: an operation that waits for the outside world returns
 //! [`Progress::Pending`] and is asked again later (the step returns `Waiting`).
@@ -11,6 +11,7 @@ mod cluster_store;
 mod engine_agent;
 mod error;
 mod ids;
+pub mod kube;
 mod nodes;
 mod params;
 mod pfsd;

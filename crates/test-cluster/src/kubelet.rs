@@ -1,0 +1,1 @@
+//! The test kubelet on a kube-fake-client API server (filled in by its owner).

@@ -1,0 +1,1 @@
+//! The storage-management service's HTTP API on 127.0.0.1 (filled in by its owner).
