@@ -6,6 +6,10 @@
 //! the outside world in a loop: a pod that is not Ready, a CM that is not running, an SMS job
 //! in progress is [`crate::ports::Progress::Pending`], asked again on the next reconcile.
 
+mod cm_api;
 mod config;
 
+#[cfg(test)]
+pub use cm_api::MockCmApi;
+pub use cm_api::CmApi;
 pub use config::KubePortsConfig;
