@@ -1,17 +1,32 @@
-//! Engine overhead: a 7-step flow of no-op steps on the in-memory memento store, next to
-//! the floor (the same 7 step bodies called directly). Both report time per flow; divide by
-//! 7 for time per step. The figures and their ratio are kept in docs/PERFORMANCE.md.
+//! Engine overhead: flows of no-op steps on the in-memory memento store, next to the floor
+//! (the same step bodies called directly). Every benchmark reports time per flow; divide by
+//! the flow's step count for time per step. The figures and their ratios are kept in
+//! docs/PERFORMANCE.md.
+//!
+//! Shapes:
+//! - `engine_7_noop_steps`: a 7-step flow on a resource with the default retention (10
+//!   finished runs kept).
+//! - `engine_30_noop_steps`: the same with 30 steps (per-step cost against flow length).
+//! - `engine_7_noop_steps_200_runs`: the 7-step flow on a resource that keeps 200 finished
+//!   runs (retention 200; per-step cost against history).
+//! - `common_main_enter_200_runs`: one reconcile through `common_main_enter` (cancellation
+//!   watch, resume check, checker, then the 7-step run) on a resource with 200 runs.
+//! - `floor_7_step_bodies`: the 7 step bodies (`init`, `do_step`, `output`) alone.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wf_engine::{
-    async_trait, CancellationToken, InMemoryMementoStore, JsonMap, MemoryResourceStore,
-    ResourceKey, ResourceRecord, State, StaticLoader, Step, StepContext, StepError, StepOutcome,
-    StepRegistry, WorkflowManager,
+    async_trait, CancellationToken, Checker, Event, InMemoryMementoStore, JsonMap, MemoryResource,
+    MemoryResourceStore, ResourceKey, ResourceRecord, State, StaticLoader, Step, StepContext,
+    StepError, StepOutcome, StepRegistry, WorkflowConfig, WorkflowManager,
 };
 
-const STEPS: usize = 7;
+/// The most steps a flow of this bench has.
+const MAX_STEPS: usize = 30;
+/// The finished runs kept by the long-history shapes.
+const HISTORY: usize = 200;
 
 #[derive(Default)]
 struct Noop;
@@ -28,9 +43,9 @@ impl Step for Noop {
     }
 }
 
-fn flow_yaml() -> String {
-    let mut yaml = String::from("flowName: Seven\nsteps:\n");
-    for i in 1..=STEPS {
+fn flow_yaml(name: &str, steps: usize) -> String {
+    let mut yaml = format!("flowName: {name}\nsteps:\n");
+    for i in 1..=steps {
         yaml.push_str(&format!(
             "  - {{className: bench.Noop{i}, stepName: Step{i}}}\n"
         ));
@@ -38,47 +53,105 @@ fn flow_yaml() -> String {
     yaml
 }
 
+fn registry() -> StepRegistry {
+    let mut registry = StepRegistry::new();
+    for i in 1..=MAX_STEPS {
+        registry.register_default::<Noop>(format!("bench.Noop{i}"));
+    }
+    registry
+}
+
+fn manager(retention: usize) -> WorkflowManager<MemoryResource> {
+    WorkflowManager::builder("bench")
+        .loader(
+            StaticLoader::new()
+                .with("bench/Seven.yaml", flow_yaml("Seven", 7))
+                .with("bench/Thirty.yaml", flow_yaml("Thirty", 30)),
+        )
+        .memento_store(InMemoryMementoStore::new())
+        .registry(registry())
+        .config(WorkflowConfig {
+            retention,
+            ..WorkflowConfig::default()
+        })
+        .build()
+        .expect("manager")
+}
+
+fn resource(name: &str) -> MemoryResource {
+    MemoryResourceStore::new().insert(
+        ResourceKey::new("default", name),
+        ResourceRecord {
+            state: State::CREATING,
+            ..ResourceRecord::default()
+        },
+    )
+}
+
+async fn run_once(
+    manager: &WorkflowManager<MemoryResource>,
+    resource: &MemoryResource,
+    flow: &str,
+    token: &CancellationToken,
+) {
+    let mut workflow = manager.resource_workflow(resource).await.expect("load");
+    let report = workflow
+        .run(flow, JsonMap::new(), token)
+        .await
+        .expect("run");
+    black_box(report);
+}
+
 fn engine_overhead(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let mut registry = StepRegistry::new();
-    for i in 1..=STEPS {
-        registry.register_default::<Noop>(format!("bench.Noop{i}"));
-    }
-    let manager = WorkflowManager::builder("bench")
-        .loader(StaticLoader::new().with("bench/Seven.yaml", flow_yaml()))
-        .memento_store(InMemoryMementoStore::new())
-        .registry(registry.clone())
-        .build()
-        .expect("manager");
-    let resource = MemoryResourceStore::new().insert(
-        ResourceKey::new("default", "bench"),
-        ResourceRecord {
-            state: State::CREATING,
-            ..ResourceRecord::default()
-        },
-    );
     let token = CancellationToken::new();
 
-    let mut group = c.benchmark_group("engine_overhead");
-    group.throughput(Throughput::Elements(STEPS as u64));
+    let short = manager(WorkflowConfig::default().retention);
+    let short_resource = resource("bench");
+    let long = manager(HISTORY);
+    let long_resource = resource("bench-history");
+    rt.block_on(async {
+        for _ in 0..HISTORY {
+            run_once(&long, &long_resource, "Seven", &token).await;
+        }
+    });
+    let always: Checker<MemoryResource> = Arc::new(|_| Ok(Some(Event::new("Creating"))));
 
+    let mut group = c.benchmark_group("engine_overhead");
+
+    group.throughput(Throughput::Elements(7));
     group.bench_function("engine_7_noop_steps", |b| {
+        b.iter(|| rt.block_on(run_once(&short, &short_resource, "Seven", &token)))
+    });
+
+    group.throughput(Throughput::Elements(30));
+    group.bench_function("engine_30_noop_steps", |b| {
+        b.iter(|| rt.block_on(run_once(&short, &short_resource, "Thirty", &token)))
+    });
+
+    group.throughput(Throughput::Elements(7));
+    group.bench_function("engine_7_noop_steps_200_runs", |b| {
+        b.iter(|| rt.block_on(run_once(&long, &long_resource, "Seven", &token)))
+    });
+
+    group.bench_function("common_main_enter_200_runs", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut workflow = manager.resource_workflow(&resource).await.expect("load");
-                let report = workflow
-                    .run("Seven", JsonMap::new(), &token)
+                let mut workflow = long.resource_workflow(&long_resource).await.expect("load");
+                let reconciled = workflow
+                    .common_main_enter("Seven", false, &always)
                     .await
-                    .expect("run");
-                black_box(report);
+                    .expect("reconcile");
+                black_box(reconciled);
             })
         })
     });
 
-    let classes: Vec<String> = (1..=STEPS).map(|i| format!("bench.Noop{i}")).collect();
+    let registry = registry();
+    let classes: Vec<String> = (1..=7).map(|i| format!("bench.Noop{i}")).collect();
     group.bench_function("floor_7_step_bodies", |b| {
         b.iter(|| {
             rt.block_on(async {
