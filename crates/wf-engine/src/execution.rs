@@ -140,7 +140,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
             if self.manager.is_draining() {
                 // Park at the step boundary; a waiting run resumes without counting a retry.
                 rt.flow_status = FlowStatus::Waiting;
-                self.caretaker.save(seq, &rt).await?;
+                self.caretaker.save_header(seq, &rt).await?;
                 tracing::info!(step = %meta.step_name, "draining: run parked before the step");
                 return Ok(RunOutcome::Waiting {
                     step: meta.step_name.clone(),
@@ -157,8 +157,13 @@ impl<R: StateResource> ResourceWorkflow<R> {
             }
 
             let mut values = rt.init_context.clone();
-            for earlier in &flow.steps[..index] {
-                if let Some(record) = rt.step(&earlier.step_name) {
+            for (i, earlier) in flow.steps[..index].iter().enumerate() {
+                // Records are in flow order: look by position first, by name if moved.
+                let record = match rt.running_steps.get(i) {
+                    Some(r) if r.step_name == earlier.step_name => Some(r),
+                    _ => rt.step(&earlier.step_name),
+                };
+                if let Some(record) = record {
                     values.extend(record.context_output.clone());
                 }
             }
@@ -188,7 +193,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 record.step_status = StepStatus::Inited;
                 record.step_start_time = Some(Utc::now());
                 rt.flow_status = FlowStatus::Running;
-                self.caretaker.save(seq, &rt).await?;
+                self.caretaker.save_step(seq, &rt, pos).await?;
                 self.hook(HookPoint::StepInit, seq, &rt, Some(pos), None)
                     .await;
             }
@@ -206,7 +211,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     record.step_status = StepStatus::Completed;
                     record.last_step_complete_time = Some(Utc::now());
                     record.last_error = None;
-                    self.caretaker.save(seq, &rt).await?;
+                    self.caretaker.save_step(seq, &rt, pos).await?;
                     self.hook(HookPoint::StepCompleted, seq, &rt, Some(pos), None)
                         .await;
                     tracing::info!(step = %meta.step_name, "step completed");
@@ -217,7 +222,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     record.step_status = StepStatus::Waiting;
                     record.last_step_complete_time = Some(Utc::now());
                     rt.flow_status = FlowStatus::Waiting;
-                    self.caretaker.save(seq, &rt).await?;
+                    self.caretaker.save_step(seq, &rt, pos).await?;
                     self.hook(HookPoint::StepWaiting, seq, &rt, Some(pos), None)
                         .await;
                     tracing::info!(step = %meta.step_name, ?recheck_after, "step waiting");
@@ -244,7 +249,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     let retry_after = meta.retry.backoff.delay(record.retry_times + 1);
                     rt.flow_status = FlowStatus::Failed;
                     rt.error_message = message.clone();
-                    self.caretaker.save(seq, &rt).await?;
+                    self.caretaker.save_step(seq, &rt, pos).await?;
                     self.hook(
                         HookPoint::StepCompleted,
                         seq,
@@ -269,7 +274,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
         rt.flow_status = FlowStatus::Completed;
         rt.complete_time = Some(Utc::now());
         rt.error_message.clear();
-        self.caretaker.save(seq, &rt).await?;
+        self.caretaker.save_header(seq, &rt).await?;
         self.hook(HookPoint::WfCompleted, seq, &rt, None, None)
             .await;
         tracing::info!("flow completed");
@@ -301,13 +306,13 @@ impl<R: StateResource> ResourceWorkflow<R> {
 
         if let Err(err) = self.record_interrupt(reason, &message).await {
             rt.flow_status = FlowStatus::Failed;
-            self.caretaker.save(seq, &rt).await?;
+            self.caretaker.save_step(seq, &rt, pos).await?;
             tracing::error!(step = %step_name, reason, error = %err, "cannot record the interrupt on the resource");
             return Err(err);
         }
         rt.flow_status = FlowStatus::FailedAndCompleted;
         rt.complete_time = Some(now);
-        self.caretaker.save(seq, &rt).await?;
+        self.caretaker.save_step(seq, &rt, pos).await?;
         self.hook(HookPoint::StepCompleted, seq, &rt, Some(pos), Some(&full))
             .await;
         self.hook(HookPoint::WfInterrupt, seq, &rt, Some(pos), Some(&full))

@@ -1,28 +1,18 @@
 //! The runtime record: one execution of one flow for one resource, as persisted in a
 //! memento. Field names are the wire names of the original, so stored runs stay readable.
+//!
+//! A field at its default value (no time, `0` retries, an empty map, message or list) is left
+//! out when written and read back as that default; `null` reads as the default too, as the
+//! original wrote for an empty map. Times are written as RFC 3339 in UTC with millisecond
+//! precision (`2021-07-21T08:32:47.492Z`) and read in any RFC 3339 form or in the original's
+//! `2021-07-21 08:32:47.492` (no zone: read as UTC).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{FlowMeta, JsonMap};
 
-/// Times are stored as RFC 3339 in UTC with millisecond precision: shorter mementos (the
-/// byte budget counts) and cheaper to write than nanoseconds; any RFC 3339 time reads back.
-mod millis {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match time {
-            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        Option::<DateTime<Utc>>::deserialize(d)
-    }
-}
+use crate::memento::wire::{is_zero, null_as_default, time as wire_time};
 
 /// The status of a flow run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,16 +90,24 @@ pub struct StepRuntime {
     /// Where the step is.
     pub step_status: StepStatus,
     /// When the current try started.
-    #[serde(default, with = "millis")]
+    #[serde(default, with = "wire_time", skip_serializing_if = "Option::is_none")]
     pub step_start_time: Option<DateTime<Utc>>,
     /// When the step last completed, waited or failed.
-    #[serde(default, with = "millis")]
+    #[serde(default, with = "wire_time", skip_serializing_if = "Option::is_none")]
     pub last_step_complete_time: Option<DateTime<Utc>>,
     /// The step's output once completed.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "JsonMap::is_empty"
+    )]
     pub context_output: JsonMap,
     /// How many times the step was retried.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub retry_times: u32,
     /// The last failure's message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,24 +121,40 @@ pub struct WorkflowRuntime {
     /// Where the run is.
     pub flow_status: FlowStatus,
     /// How many times the run was resumed after a failure or a crash.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
     pub retry_times: u32,
     /// The flow run.
     pub flow_name: String,
     /// When the run was created.
-    #[serde(default, with = "millis")]
+    #[serde(default, with = "wire_time", skip_serializing_if = "Option::is_none")]
     pub start_time: Option<DateTime<Utc>>,
     /// When the run finished.
-    #[serde(default, with = "millis")]
+    #[serde(default, with = "wire_time", skip_serializing_if = "Option::is_none")]
     pub complete_time: Option<DateTime<Utc>>,
     /// The error that failed or interrupted the run.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub error_message: String,
     /// The init context: resource name and namespace plus the event parameters.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "JsonMap::is_empty"
+    )]
     pub init_context: JsonMap,
-    /// One record per step, in flow order.
-    #[serde(default)]
+    /// One record per step, in flow order (written last, so a save can splice the steps in).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub running_steps: Vec<StepRuntime>,
 }
 

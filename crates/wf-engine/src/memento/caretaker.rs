@@ -1,9 +1,10 @@
 //! The caretaker: a resource's runtimes in one store, with retention and a byte budget.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use super::{MementoError, MementoStorage, MementoWrite};
+use super::document::{completion_reserve, RunDocument};
+use super::{MementoEntries, MementoError, MementoStorage, MementoWrite};
 use crate::WorkflowRuntime;
 
 /// The key of run `seq` of `flow`: `<seq>-<flowName>`.
@@ -29,21 +30,21 @@ pub struct StoredRuntime {
     pub runtime: WorkflowRuntime,
 }
 
-#[derive(Clone, Debug)]
-struct IndexEntry {
-    key: String,
-    finished: bool,
-}
-
-/// Keeps one resource's runtimes: caches the store's content after one load, writes every
+/// Keeps one resource's runtimes: shares the store's content after one load, writes every
 /// transition, prunes finished runs beyond the newest `retention`, and refuses a write that
 /// would exceed the byte budget.
+///
+/// The run it writes is kept as one encoded fragment per step, so a transition re-encodes the
+/// run header and the step that moved only; a stored run is parsed only when asked for.
 pub struct MementoCaretaker {
     name: String,
     storage: Arc<dyn MementoStorage>,
-    entries: BTreeMap<String, String>,
-    index: BTreeMap<u64, IndexEntry>,
-    bytes: usize,
+    entries: MementoEntries,
+    /// The plain-string copy that [`MementoCaretaker::entries`] hands out, made on demand.
+    plain: OnceLock<BTreeMap<String, String>>,
+    /// The run last written, as fragments; dropped when that run is read back (the reader's
+    /// copy is then the one that moves on).
+    document: Mutex<Option<RunDocument>>,
     retention: usize,
     budget: usize,
 }
@@ -52,25 +53,22 @@ impl std::fmt::Debug for MementoCaretaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MementoCaretaker")
             .field("name", &self.name)
-            .field("keys", &self.entries.keys().collect::<Vec<_>>())
-            .field("bytes", &self.bytes)
+            .field(
+                "keys",
+                &self.entries.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("bytes", &self.entries.bytes())
             .finish()
     }
 }
 
-fn finished(value: &str) -> bool {
-    // Fast path: the engine writes `flowStatus` first. Anything else is parsed.
-    if let Some(rest) = value.strip_prefix("{\"flowStatus\":\"") {
-        if let Some((status, _)) = rest.split_once('"') {
-            return matches!(status, "completed" | "failedAndCompleted");
-        }
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct StatusOnly {
-        flow_status: crate::FlowStatus,
-    }
-    serde_json::from_str::<StatusOnly>(value).is_ok_and(|s| s.flow_status.is_finished())
+/// What changed in a runtime since the caretaker last wrote it.
+#[derive(Clone, Copy, Debug)]
+enum Changed {
+    /// Anything: encode it all.
+    All,
+    /// The run header, and the step at this position when given.
+    Header(Option<usize>),
 }
 
 impl MementoCaretaker {
@@ -82,27 +80,13 @@ impl MementoCaretaker {
         retention: usize,
         budget: usize,
     ) -> Result<Self, MementoError> {
-        let entries = storage.load_all().await?;
-        let mut index = BTreeMap::new();
-        let mut bytes = 0;
-        for (key, value) in &entries {
-            bytes += key.len() + value.len();
-            if let Some((seq, _)) = parse_memento_key(key) {
-                index.insert(
-                    seq,
-                    IndexEntry {
-                        key: key.clone(),
-                        finished: finished(value),
-                    },
-                );
-            }
-        }
+        let entries = storage.load_entries().await?;
         Ok(MementoCaretaker {
             name: name.into(),
             storage,
             entries,
-            index,
-            bytes,
+            plain: OnceLock::new(),
+            document: Mutex::new(None),
             retention,
             budget,
         })
@@ -113,55 +97,61 @@ impl MementoCaretaker {
         &self.name
     }
 
-    /// The cached content of the store.
+    /// The cached content of the store, as plain strings (copied on the first call after a
+    /// write; [`MementoCaretaker::shared_entries`] does not copy).
     pub fn entries(&self) -> &BTreeMap<String, String> {
+        self.plain.get_or_init(|| self.entries.to_map())
+    }
+
+    /// The cached content of the store, shared with it.
+    pub fn shared_entries(&self) -> &MementoEntries {
         &self.entries
     }
 
     /// The cached size of the store in bytes (keys plus values).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.entries.bytes()
     }
 
     /// The next sequence number: one more than the highest stored.
     pub fn next_seq(&self) -> u64 {
-        self.index.keys().next_back().map_or(1, |s| s + 1)
+        self.entries.latest().map_or(1, |(seq, _, _)| seq + 1)
     }
 
     /// Every stored runtime, by sequence. A value that does not parse is an error naming the
     /// store and key; nothing is changed by reading.
     pub fn runtimes(&self) -> Result<Vec<StoredRuntime>, MementoError> {
-        self.index
-            .iter()
-            .map(|(seq, entry)| self.read(*seq, &entry.key))
+        self.entries
+            .runs()
+            .map(|(seq, key, json)| self.read(seq, key, json))
             .collect()
     }
 
     /// The runtime with the highest sequence, if any.
     pub fn latest(&self) -> Result<Option<StoredRuntime>, MementoError> {
-        self.index
-            .iter()
-            .next_back()
-            .map(|(seq, entry)| self.read(*seq, &entry.key))
+        self.entries
+            .latest()
+            .map(|(seq, key, json)| self.read(seq, key, json))
             .transpose()
     }
 
     /// The uncompleted runtime with the highest sequence, if any.
     pub fn latest_uncompleted(&self) -> Result<Option<StoredRuntime>, MementoError> {
-        self.index
-            .iter()
-            .rev()
-            .find(|(_, entry)| !entry.finished)
-            .map(|(seq, entry)| self.read(*seq, &entry.key))
+        self.entries
+            .latest_uncompleted()
+            .map(|(seq, key, json)| self.read(seq, key, json))
             .transpose()
     }
 
-    fn read(&self, seq: u64, key: &str) -> Result<StoredRuntime, MementoError> {
-        let value = self.entries.get(key).map(String::as_str).unwrap_or("");
-        let runtime = serde_json::from_str(value).map_err(|source| MementoError::Corrupt {
+    fn read(&self, seq: u64, key: &str, json: &str) -> Result<StoredRuntime, MementoError> {
+        let runtime = serde_json::from_str(json).map_err(|source| MementoError::Corrupt {
             location: format!("{}/{key}", self.name),
             source,
         })?;
+        let mut document = self.document.lock().unwrap_or_else(PoisonError::into_inner);
+        if document.as_ref().is_some_and(|d| d.seq == seq) {
+            *document = None;
+        }
         Ok(StoredRuntime {
             seq,
             key: key.to_owned(),
@@ -170,29 +160,108 @@ impl MementoCaretaker {
     }
 
     /// Writes run `seq`, pruning finished runs beyond the retention in the same write. Fails
-    /// without writing when the store would exceed its budget.
+    /// without writing when the store would exceed its budget; a new run fails so when it
+    /// would exceed it once all its steps are timed and it is completed (its outputs aside),
+    /// so that a run does not stop half-way at the budget.
     pub async fn save(&mut self, seq: u64, runtime: &WorkflowRuntime) -> Result<(), MementoError> {
-        let key = memento_key(seq, &runtime.flow_name);
-        let value = serde_json::to_string(runtime).map_err(|source| MementoError::Corrupt {
-            location: format!("{}/{key}", self.name),
-            source,
-        })?;
+        self.write_run(seq, runtime, Changed::All).await
+    }
+
+    /// [`MementoCaretaker::save`] of the runtime this caretaker last wrote as `seq`, in which
+    /// only the run's own fields and step `step` changed since.
+    pub(crate) async fn save_step(
+        &mut self,
+        seq: u64,
+        runtime: &WorkflowRuntime,
+        step: usize,
+    ) -> Result<(), MementoError> {
+        self.write_run(seq, runtime, Changed::Header(Some(step)))
+            .await
+    }
+
+    /// [`MementoCaretaker::save`] of the runtime this caretaker last wrote as `seq`, in which
+    /// only the run's own fields changed since (no step).
+    pub(crate) async fn save_header(
+        &mut self,
+        seq: u64,
+        runtime: &WorkflowRuntime,
+    ) -> Result<(), MementoError> {
+        self.write_run(seq, runtime, Changed::Header(None)).await
+    }
+
+    fn encode(
+        &mut self,
+        seq: u64,
+        runtime: &WorkflowRuntime,
+        changed: Changed,
+    ) -> Result<(RunDocument, String), serde_json::Error> {
+        let cached = self
+            .document
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (document, value) = match (cached, changed) {
+            (Some(mut document), Changed::Header(step)) if document.fits(seq, runtime) => {
+                let value = document.update(runtime, step)?;
+                (document, value)
+            }
+            _ => RunDocument::encode(seq, memento_key(seq, &runtime.flow_name), runtime)?,
+        };
+        #[cfg(debug_assertions)]
+        if let Ok(full) = serde_json::to_string(runtime) {
+            assert_eq!(
+                value, full,
+                "the memento of run {seq} drifted from its runtime: a save named the wrong change"
+            );
+        }
+        Ok((document, value))
+    }
+
+    async fn write_run(
+        &mut self,
+        seq: u64,
+        runtime: &WorkflowRuntime,
+        changed: Changed,
+    ) -> Result<(), MementoError> {
+        let (mut document, value) =
+            self.encode(seq, runtime, changed)
+                .map_err(|source| MementoError::Corrupt {
+                    location: format!("{}/{}", self.name, memento_key(seq, &runtime.flow_name)),
+                    source,
+                })?;
+        let key = document.key.clone();
         let is_finished = runtime.flow_status.is_finished();
 
-        let old_len = self.entries.get(&key).map_or(0, |v| key.len() + v.len());
-        let mut bytes = self.bytes - old_len + key.len() + value.len();
-        let mut remove = Vec::new();
-        let mut kept_finished = usize::from(is_finished);
-        for (other_seq, entry) in self.index.iter().rev() {
-            if *other_seq == seq || !entry.finished {
-                continue;
+        // What is stored under the key: known from the last write of this run, else looked up.
+        let old = match document.written {
+            Some(written) => Some(written),
+            None => self.entries.entry_info(&key),
+        };
+        let old_len = old.map_or(0, |(len, _)| key.len() + len);
+        // A new run must fit with what it needs to complete (see `completion_reserve`).
+        let reserve = if old.is_none() && !is_finished {
+            completion_reserve(runtime)
+        } else {
+            0
+        };
+        let mut bytes = self.entries.bytes() - old_len + key.len() + value.len() + reserve;
+        let finished_others =
+            self.entries.finished_count() - usize::from(old.is_some_and(|(_, done)| done));
+        let prune = (finished_others + usize::from(is_finished))
+            .saturating_sub(self.retention)
+            .min(finished_others);
+        let mut remove = Vec::with_capacity(prune);
+        if prune > 0 {
+            for (other_seq, other_key, size) in self.entries.finished_oldest_first() {
+                if remove.len() == prune {
+                    break;
+                }
+                if other_seq == seq {
+                    continue;
+                }
+                bytes -= size;
+                remove.push(other_key.to_owned());
             }
-            if kept_finished < self.retention {
-                kept_finished += 1;
-                continue;
-            }
-            bytes -= entry.key.len() + self.entries.get(&entry.key).map_or(0, String::len);
-            remove.push(entry.key.clone());
         }
         if bytes > self.budget {
             return Err(MementoError::BudgetExceeded {
@@ -203,22 +272,14 @@ impl MementoCaretaker {
         }
         let change = MementoWrite { key, value, remove };
         self.storage.write(&change).await?;
-
-        for key in &change.remove {
-            self.entries.remove(key);
-            if let Some((s, _)) = parse_memento_key(key) {
-                self.index.remove(&s);
-            }
-        }
-        self.index.insert(
-            seq,
-            IndexEntry {
-                key: change.key.clone(),
-                finished: is_finished,
-            },
-        );
-        self.entries.insert(change.key, change.value);
-        self.bytes = bytes;
+        self.entries.apply(&change);
+        self.plain = OnceLock::new();
+        document.written = Some((change.value.len(), is_finished));
+        document.reuse(change.value);
+        *self
+            .document
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = Some(document);
         Ok(())
     }
 }

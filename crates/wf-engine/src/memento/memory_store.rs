@@ -1,13 +1,16 @@
-//! An in-memory memento store: for tests, examples and benchmarks.
+//! An in-memory memento store: for tests, examples and benchmarks. Each store's content is
+//! kept as [`MementoEntries`], so a load shares it instead of copying it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{MementoError, MementoStorage, MementoWrite};
+use super::{MementoEntries, MementoError, MementoStorage, MementoWrite};
 
-type Stores = HashMap<(String, String), BTreeMap<String, String>>;
+/// One store's content.
+type Slot = Arc<Mutex<MementoEntries>>;
+type Stores = HashMap<(String, String), Slot>;
 
 /// Memento stores of many resources, in memory, shared by clones.
 #[derive(Clone, Debug, Default)]
@@ -23,19 +26,24 @@ impl InMemoryMementoStore {
 
     /// The store `caretaker` in `namespace`.
     pub fn storage(&self, namespace: &str, caretaker: &str) -> InMemoryMementoStorage {
-        InMemoryMementoStorage {
-            stores: self.stores.clone(),
-            id: (namespace.to_owned(), caretaker.to_owned()),
-        }
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = (namespace.to_owned(), caretaker.to_owned());
+        let slot = match stores.get(&id) {
+            Some(slot) => slot.clone(),
+            None => stores.entry(id).or_default().clone(),
+        };
+        InMemoryMementoStorage { slot }
     }
 
     /// A copy of the content of one store (empty when it does not exist).
     pub fn snapshot(&self, namespace: &str, caretaker: &str) -> BTreeMap<String, String> {
-        self.stores
+        let slot = self
+            .stores
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(namespace.to_owned(), caretaker.to_owned()))
-            .cloned()
+            .cloned();
+        slot.map(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner).to_map())
             .unwrap_or_default()
     }
 }
@@ -43,29 +51,28 @@ impl InMemoryMementoStore {
 /// One resource's store inside an [`InMemoryMementoStore`].
 #[derive(Clone, Debug)]
 pub struct InMemoryMementoStorage {
-    stores: Arc<Mutex<Stores>>,
-    id: (String, String),
+    slot: Slot,
 }
 
 #[async_trait]
 impl MementoStorage for InMemoryMementoStorage {
     async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
-        Ok(self
-            .stores
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&self.id)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.load_entries().await?.to_map())
     }
 
     async fn write(&self, change: &MementoWrite) -> Result<(), MementoError> {
-        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        let map = stores.entry(self.id.clone()).or_default();
-        for key in &change.remove {
-            map.remove(key);
-        }
-        map.insert(change.key.clone(), change.value.clone());
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(change);
         Ok(())
+    }
+
+    async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
+        Ok(self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 }

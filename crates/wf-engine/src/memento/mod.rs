@@ -1,10 +1,19 @@
 //! Persistence of runtimes (semantics §9): the storage trait, the caretaker that applies
 //! retention and the byte budget, and two stores (in memory, and files).
+//!
+//! A save costs what changed, not the whole history: the caretaker keeps the run it writes as
+//! one encoded fragment per step and re-encodes only the run header and the step that moved
+//! (the document stays one JSON object per run); stores hand their content over as
+//! [`MementoEntries`], which shares the stored bytes, and the caretaker parses only the run
+//! it is asked for.
 
 mod caretaker;
+mod document;
+mod entries;
 mod error;
 mod file_store;
 mod memory_store;
+pub(crate) mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use caretaker::{memento_key, parse_memento_key, MementoCaretaker, StoredRuntime};
+pub use entries::MementoEntries;
 pub use error::MementoError;
 pub use file_store::{write_atomically, FileMementoStorage, FileMementoStore};
 pub use memory_store::{InMemoryMementoStorage, InMemoryMementoStore};
@@ -35,7 +45,6 @@ pub struct MementoWrite {
 }
 
 /// Where one resource's runtimes live: a map from key to JSON.
-#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait MementoStorage: Send + Sync {
     /// Every key and value of the store (empty when it does not exist yet).
@@ -43,6 +52,25 @@ pub trait MementoStorage: Send + Sync {
 
     /// Applies one write; either all of it lands or none. The store is created on first write.
     async fn write(&self, change: &MementoWrite) -> Result<(), MementoError>;
+
+    /// The store's content as [`MementoEntries`], which the caretaker loads. A store that
+    /// keeps its content as entries hands out a clone, sharing the stored bytes; the default
+    /// converts [`MementoStorage::load_all`].
+    async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
+        Ok(MementoEntries::from(self.load_all().await?))
+    }
+}
+
+#[cfg(test)]
+mockall::mock! {
+    /// A mock of the two required methods; `load_entries` keeps its default.
+    pub MementoStorage {}
+
+    #[async_trait]
+    impl MementoStorage for MementoStorage {
+        async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError>;
+        async fn write(&self, change: &MementoWrite) -> Result<(), MementoError>;
+    }
 }
 
 /// Makes the memento storage of a resource.
