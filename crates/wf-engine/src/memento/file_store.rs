@@ -1,29 +1,74 @@
 //! A file-backed memento store: one JSON file per caretaker, replaced atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{MementoError, MementoStorage, MementoWrite};
+use super::{MementoEntries, MementoError, MementoStorage, MementoWrite};
+
+/// What identifies one version of a file: a write replaces the file (a new inode), and any
+/// other change moves its length or modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    /// The stamp of the file at `path`; `None` when it does not exist or cannot be read.
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
+    }
+}
+
+/// A file's content as last read or written, and the stamp of that version.
+#[derive(Debug)]
+struct Cached {
+    entries: MementoEntries,
+    stamp: Option<Stamp>,
+}
+
+type Slot = Arc<Mutex<Option<Cached>>>;
 
 /// Memento stores under a root directory: `<root>/<namespace>/<caretaker>.json`.
 ///
 /// Every write replaces the file atomically (temp file, fsync, rename, fsync of the
 /// directory), so a crash leaves either the old or the new content. Leftover temp files
 /// (`.<caretaker>.json.tmp-*`) are ignored.
+///
+/// The content of each file is kept in memory once read or written, shared by the stores
+/// that [`FileMementoStore::storage`] hands out (and by their clones): a load costs one
+/// `stat` while the file is unchanged, and reads the file again when something else changed
+/// it. [`crate::MementoStorageFactory::forget`] drops a file's cached content.
 #[derive(Clone, Debug)]
 pub struct FileMementoStore {
     root: PathBuf,
+    cache: Arc<StdMutex<HashMap<PathBuf, Slot>>>,
 }
 
 impl FileMementoStore {
     /// Stores under `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileMementoStore { root: root.into() }
+        FileMementoStore {
+            root: root.into(),
+            cache: Arc::default(),
+        }
     }
 
     /// The root directory.
@@ -39,19 +84,33 @@ impl FileMementoStore {
 
     /// The store of `caretaker` in `namespace`.
     pub fn storage(&self, namespace: &str, caretaker: &str) -> FileMementoStorage {
-        FileMementoStorage {
-            path: self.path_of(namespace, caretaker),
-            cache: Mutex::new(None),
-        }
+        let path = self.path_of(namespace, caretaker);
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        FileMementoStorage { path, cache }
+    }
+
+    /// Drops the cached content of `caretaker` in `namespace` (the file is not touched).
+    pub fn forget(&self, namespace: &str, caretaker: &str) {
+        let path = self.path_of(namespace, caretaker);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&path);
     }
 }
 
-/// One caretaker's file. Reads the file once, then keeps its content cached; one process
-/// owns a file at a time.
+/// One caretaker's file. Its content is cached once read (see [`FileMementoStore`]); one
+/// process owns a file at a time.
 #[derive(Debug)]
 pub struct FileMementoStorage {
     path: PathBuf,
-    cache: Mutex<Option<BTreeMap<String, String>>>,
+    cache: Slot,
 }
 
 impl FileMementoStorage {
@@ -75,6 +134,15 @@ pub(crate) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, Memento
             source,
         }),
     }
+}
+
+/// Reads a memento file as entries with the stamp of the version read.
+fn read_cached(path: &Path) -> Result<Cached, MementoError> {
+    let stamp = Stamp::of(path);
+    let entries = MementoEntries::from(read_file(path)?);
+    // Changed while being read: do not trust the stamp; the next load reads again.
+    let stamp = stamp.filter(|s| Stamp::of(path) == Some(*s));
+    Ok(Cached { entries, stamp })
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -107,53 +175,65 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-#[async_trait]
-impl MementoStorage for FileMementoStorage {
-    async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
-        let mut cache = self.cache.lock().await;
+impl FileMementoStorage {
+    /// The cached content, read again when the file is no longer the version cached.
+    async fn current(&self, cache: &mut Option<Cached>) -> Result<MementoEntries, MementoError> {
+        if let Some(cached) = cache.as_ref() {
+            if cached.stamp.is_some() && cached.stamp == Stamp::of(&self.path) {
+                return Ok(cached.entries.clone());
+            }
+        }
         let path = self.path.clone();
-        let map = tokio::task::spawn_blocking(move || read_file(&path))
+        let read = tokio::task::spawn_blocking(move || read_cached(&path))
             .await
             .map_err(|e| MementoError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other(e),
             })??;
-        *cache = Some(map.clone());
-        Ok(map)
+        let entries = read.entries.clone();
+        *cache = Some(read);
+        Ok(entries)
+    }
+}
+
+#[async_trait]
+impl MementoStorage for FileMementoStorage {
+    async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
+        Ok(self.load_entries().await?.to_map())
+    }
+
+    async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
+        let mut cache = self.cache.lock().await;
+        self.current(&mut cache).await
     }
 
     async fn write(&self, change: &MementoWrite) -> Result<(), MementoError> {
         let mut cache = self.cache.lock().await;
-        let mut map = match cache.take() {
-            Some(map) => map,
-            None => read_file(&self.path)?,
-        };
-        let before = map.clone();
-        for key in &change.remove {
-            map.remove(key);
-        }
-        map.insert(change.key.clone(), change.value.clone());
-        let bytes = serde_json::to_vec_pretty(&map).map_err(|source| MementoError::Corrupt {
+        // The content this write applies to: the file as it is now (read again only when
+        // something else changed it since this process last read or wrote it).
+        let mut entries = self.current(&mut cache).await?;
+        entries.apply(change);
+        let sorted: BTreeMap<&str, &str> = entries.iter().collect();
+        let bytes = serde_json::to_vec_pretty(&sorted).map_err(|source| MementoError::Corrupt {
             location: self.path.display().to_string(),
             source,
         })?;
         let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
+        let written = tokio::task::spawn_blocking(move || {
+            write_atomically(&path, &bytes).map(|()| Stamp::of(&path))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         match written {
-            Ok(()) => {
-                *cache = Some(map);
+            Ok(stamp) => {
+                *cache = Some(Cached { entries, stamp });
                 Ok(())
             }
-            Err(source) => {
-                *cache = Some(before);
-                Err(MementoError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+            Err(source) => Err(MementoError::Io {
+                path: self.path.clone(),
+                source,
+            }),
         }
     }
 }
@@ -210,6 +290,37 @@ mod tests {
         let err = storage.write(&change("2-Create", "{}")).await.unwrap_err();
         assert!(matches!(err, MementoError::Corrupt { .. }));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"1-Create\": ");
+    }
+
+    #[tokio::test]
+    async fn a_change_made_to_the_file_by_someone_else_is_seen_by_the_next_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileMementoStore::new(dir.path());
+        let storage = store.storage("ns", "c1-workflow");
+        storage.write(&change("1-Create", "{}")).await.unwrap();
+        assert_eq!(storage.load_all().await.unwrap().len(), 1, "served from the cache");
+        let path = store.path_of("ns", "c1-workflow");
+        write_atomically(&path, br#"{"1-Create": "{}", "2-Upgrade": "{}"}"#).unwrap();
+        let again = store.storage("ns", "c1-workflow").load_all().await.unwrap();
+        assert_eq!(again.keys().collect::<Vec<_>>(), ["1-Create", "2-Upgrade"]);
+        store.forget("ns", "c1-workflow");
+        assert_eq!(store.storage("ns", "c1-workflow").load_all().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_the_cached_content_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileMementoStore::new(dir.path().join("root"));
+        let storage = store.storage("ns", "c1-workflow");
+        storage.write(&change("1-Create", "{}")).await.unwrap();
+        // The namespace directory becomes a file: the next write cannot create its temp file.
+        std::fs::remove_dir_all(dir.path().join("root/ns")).unwrap();
+        std::fs::write(dir.path().join("root/ns"), "not a directory").unwrap();
+        let err = storage.write(&change("2-Upgrade", "{}")).await.unwrap_err();
+        assert!(matches!(err, MementoError::Io { .. }), "{err}");
+        let cache = storage.cache.lock().await;
+        let cached = cache.as_ref().unwrap();
+        assert_eq!(cached.entries.to_map().into_keys().collect::<Vec<_>>(), ["1-Create"]);
     }
 
     #[tokio::test]

@@ -101,4 +101,8 @@ impl<R: StateResource> MementoStorageFactory<R> for FileMementoStore {
             &caretaker_name(resource.name()),
         )))
     }
+
+    fn forget(&self, key: &ResourceKey) {
+        FileMementoStore::forget(self, &key.namespace, &caretaker_name(&key.name));
+    }
 }
