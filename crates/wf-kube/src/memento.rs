@@ -10,8 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::PostParams;
 use kube::Api;
 use tokio::sync::Mutex;
-use wf_engine::memento::MementoWrite;
-use wf_engine::memento::{caretaker_name, MementoError, MementoStorage, MementoStorageFactory};
+use wf_engine::memento::{
+    caretaker_name, MementoEntries, MementoError, MementoStorage, MementoStorageFactory,
+    MementoWrite,
+};
 use wf_engine::{Backoff, ResourceKey, StateResource};
 
 use crate::resource::{status_code, KubeObject, KubeResource, StateField};
@@ -39,7 +41,9 @@ pub const DEFAULT_CONFLICT_BACKOFF: Backoff = Backoff {
 ///
 /// `load_all` reads the ConfigMap once and then answers from the cache, so a store kept by
 /// [`ConfigMapMementoFactory`] costs no read per reconcile. The cache is refreshed whenever a
-/// write conflicts, and dropped after any other failed write. This assumes the usual setup:
+/// write conflicts, and dropped after any other failed write. The data is cached as
+/// [`MementoEntries`], so a load (`load_entries`, what the engine calls) shares it instead of
+/// copying every stored run, and a write builds its request from the cache plus its change. This assumes the usual setup:
 /// one operator (holding the engine's per-resource lock) drives a resource's workflows; a
 /// second writer is detected by the 409 and never clobbered.
 pub struct ConfigMapMementoStorage {
@@ -49,8 +53,30 @@ pub struct ConfigMapMementoStorage {
     owner: OwnerReference,
     max_attempts: u32,
     conflict_backoff: Backoff,
-    /// `None`: not read yet. `Some(None)`: read, does not exist. `Some(Some(cm))`: cached.
-    cache: Mutex<Option<Option<ConfigMap>>>,
+    /// `None`: not read yet. `Some(None)`: read, does not exist. `Some(Some(_))`: cached.
+    cache: Mutex<Option<Option<Cached>>>,
+}
+
+/// The ConfigMap as last read or written: its metadata (with the `resourceVersion` the next
+/// write carries), and its data as entries.
+struct Cached {
+    /// The object without its data.
+    config_map: ConfigMap,
+    entries: MementoEntries,
+}
+
+impl Cached {
+    fn new(mut config_map: ConfigMap) -> Self {
+        let entries = config_map
+            .data
+            .take()
+            .map(MementoEntries::from)
+            .unwrap_or_default();
+        Cached {
+            config_map,
+            entries,
+        }
+    }
 }
 
 impl std::fmt::Debug for ConfigMapMementoStorage {
@@ -121,11 +147,13 @@ impl ConfigMapMementoStorage {
         }
     }
 
-    async fn read(&self) -> Result<Option<ConfigMap>, MementoError> {
-        self.api
+    async fn read(&self) -> Result<Option<Cached>, MementoError> {
+        Ok(self
+            .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| self.backend(e))
+            .map_err(|e| self.backend(e))?
+            .map(Cached::new))
     }
 
     fn new_config_map(&self, data: BTreeMap<String, String>) -> ConfigMap {
@@ -145,54 +173,59 @@ impl ConfigMapMementoStorage {
     }
 }
 
-fn apply(data: &mut BTreeMap<String, String>, change: &MementoWrite) {
-    for key in &change.remove {
-        data.remove(key);
-    }
-    data.insert(change.key.clone(), change.value.clone());
-}
-
 #[async_trait]
 impl MementoStorage for ConfigMapMementoStorage {
     async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
+        Ok(self.load_entries().await?.to_map())
+    }
+
+    async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
         let mut cache = self.cache.lock().await;
-        let current = match cache.as_ref() {
-            Some(cached) => cached.clone(),
-            None => {
-                let read = self.read().await?;
-                *cache = Some(read.clone());
-                read
-            }
-        };
-        Ok(current.and_then(|cm| cm.data).unwrap_or_default())
+        if cache.is_none() {
+            *cache = Some(self.read().await?);
+        }
+        Ok(cache
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map(|cached| cached.entries.clone())
+            .unwrap_or_default())
     }
 
     async fn write(&self, change: &MementoWrite) -> Result<(), MementoError> {
         let mut cache = self.cache.lock().await;
         for attempt in 1..=self.max_attempts {
-            let current = match cache.as_ref() {
-                Some(cached) => cached.clone(),
-                None => self.read().await?,
-            };
+            if cache.is_none() {
+                *cache = Some(self.read().await?);
+            }
+            let current = cache.as_ref().and_then(Option::as_ref);
+            let mut entries = current.map(|c| c.entries.clone()).unwrap_or_default();
+            entries.apply(change);
             let result = match current {
-                Some(mut cm) => {
-                    apply(cm.data.get_or_insert_with(BTreeMap::new), change);
+                Some(cached) => {
+                    let mut cm = cached.config_map.clone();
+                    cm.data = Some(entries.to_map());
                     // `cm` carries the cached resourceVersion: a stale copy gets a 409.
                     self.api
                         .replace(&self.name, &PostParams::default(), &cm)
                         .await
                 }
                 None => {
-                    let mut data = BTreeMap::new();
-                    apply(&mut data, change);
                     self.api
-                        .create(&PostParams::default(), &self.new_config_map(data))
+                        .create(
+                            &PostParams::default(),
+                            &self.new_config_map(entries.to_map()),
+                        )
                         .await
                 }
             };
             match result {
-                Ok(written) => {
-                    *cache = Some(Some(written));
+                Ok(mut written) => {
+                    // The data is what was sent; keep the entries, not a copy of the reply's.
+                    written.data = None;
+                    *cache = Some(Some(Cached {
+                        config_map: written,
+                        entries,
+                    }));
                     return Ok(());
                 }
                 Err(error) if status_code(&error) == Some(409) => {
