@@ -121,12 +121,22 @@ impl<R: StateResource> ResourceWorkflow<R> {
             rt.retry_times += 1;
         }
 
-        for (index, meta) in flow.steps.iter().enumerate() {
-            let Some(pos) = rt
+        // Records are in flow order unless the metadata changed: then look them up by name.
+        let aligned = rt.running_steps.len() == flow.steps.len()
+            && rt
                 .running_steps
                 .iter()
-                .position(|s| s.step_name == meta.step_name)
-            else {
+                .zip(&flow.steps)
+                .all(|(record, meta)| record.step_name == meta.step_name);
+        for (index, meta) in flow.steps.iter().enumerate() {
+            let found = if aligned {
+                Some(index)
+            } else {
+                rt.running_steps
+                    .iter()
+                    .position(|s| s.step_name == meta.step_name)
+            };
+            let Some(pos) = found else {
                 return Err(Error::StepRecordMissing {
                     flow: flow.name.clone(),
                     seq,
@@ -158,12 +168,12 @@ impl<R: StateResource> ResourceWorkflow<R> {
 
             let mut values = rt.init_context.clone();
             for (i, earlier) in flow.steps[..index].iter().enumerate() {
-                // Records are in flow order: look by position first, by name if moved.
-                let record = match rt.running_steps.get(i) {
-                    Some(r) if r.step_name == earlier.step_name => Some(r),
-                    _ => rt.step(&earlier.step_name),
+                let record = if aligned {
+                    rt.running_steps.get(i)
+                } else {
+                    rt.step(&earlier.step_name)
                 };
-                if let Some(record) = record {
+                if let Some(record) = record.filter(|r| !r.context_output.is_empty()) {
                     values.extend(record.context_output.clone());
                 }
             }

@@ -185,9 +185,12 @@ impl MementoStorage for ConfigMapMementoStorage {
             *cache = Some(self.read().await?);
         }
         Ok(cache
-            .as_ref()
-            .and_then(Option::as_ref)
-            .map(|cached| cached.entries.clone())
+            .as_mut()
+            .and_then(Option::as_mut)
+            .map(|cached| {
+                cached.entries.compact();
+                cached.entries.clone()
+            })
             .unwrap_or_default())
     }
 

@@ -135,8 +135,11 @@ fn finished(json: &str) -> bool {
     serde_json::from_str::<StatusOnly>(json).is_ok_and(|s| s.flow_status.is_finished())
 }
 
-/// Changes kept beside the base before they are folded into it.
+/// Changes kept beside the base before they are folded into it, when nobody else holds the
+/// base (folding in place costs only the changes).
 const FOLD_AFTER: usize = 32;
+/// Changes kept beside a base that others hold before it is copied to fold them.
+const FOLD_SHARED_AFTER: usize = 4 * FOLD_AFTER;
 
 /// The content of one memento store (key to JSON), as stores hand it to the engine.
 ///
@@ -316,10 +319,22 @@ impl MementoEntries {
             }
             None => {
                 delta.insert(key.to_owned(), value);
-                if delta.len() > FOLD_AFTER {
+                let pending = delta.len();
+                if pending > FOLD_SHARED_AFTER
+                    || (pending > FOLD_AFTER && Arc::get_mut(&mut self.base).is_some())
+                {
                     self.fold();
                 }
             }
+        }
+    }
+
+    /// Folds the pending changes into the base when nobody else holds it, which costs only
+    /// the changes. A store calls it before handing out a clone, so that clones share a base
+    /// and few changes.
+    pub fn compact(&mut self) {
+        if !self.delta.is_empty() && Arc::get_mut(&mut self.base).is_some() {
+            self.fold();
         }
     }
 

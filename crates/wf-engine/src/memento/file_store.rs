@@ -178,8 +178,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl FileMementoStorage {
     /// The cached content, read again when the file is no longer the version cached.
     async fn current(&self, cache: &mut Option<Cached>) -> Result<MementoEntries, MementoError> {
-        if let Some(cached) = cache.as_ref() {
+        if let Some(cached) = cache.as_mut() {
             if cached.stamp.is_some() && cached.stamp == Stamp::of(&self.path) {
+                cached.entries.compact();
                 return Ok(cached.entries.clone());
             }
         }
@@ -298,13 +299,25 @@ mod tests {
         let store = FileMementoStore::new(dir.path());
         let storage = store.storage("ns", "c1-workflow");
         storage.write(&change("1-Create", "{}")).await.unwrap();
-        assert_eq!(storage.load_all().await.unwrap().len(), 1, "served from the cache");
+        assert_eq!(
+            storage.load_all().await.unwrap().len(),
+            1,
+            "served from the cache"
+        );
         let path = store.path_of("ns", "c1-workflow");
         write_atomically(&path, br#"{"1-Create": "{}", "2-Upgrade": "{}"}"#).unwrap();
         let again = store.storage("ns", "c1-workflow").load_all().await.unwrap();
         assert_eq!(again.keys().collect::<Vec<_>>(), ["1-Create", "2-Upgrade"]);
         store.forget("ns", "c1-workflow");
-        assert_eq!(store.storage("ns", "c1-workflow").load_all().await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .storage("ns", "c1-workflow")
+                .load_all()
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -320,7 +333,10 @@ mod tests {
         assert!(matches!(err, MementoError::Io { .. }), "{err}");
         let cache = storage.cache.lock().await;
         let cached = cache.as_ref().unwrap();
-        assert_eq!(cached.entries.to_map().into_keys().collect::<Vec<_>>(), ["1-Create"]);
+        assert_eq!(
+            cached.entries.to_map().into_keys().collect::<Vec<_>>(),
+            ["1-Create"]
+        );
     }
 
     #[tokio::test]

@@ -69,10 +69,8 @@ impl MementoStorage for InMemoryMementoStorage {
     }
 
     async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
-        Ok(self
-            .slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone())
+        let mut entries = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.compact();
+        Ok(entries.clone())
     }
 }
