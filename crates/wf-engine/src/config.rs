@@ -67,6 +67,11 @@ pub struct WorkflowConfig {
     pub wait_interval: Duration,
     /// The retry policy used where a flow or step does not set its own.
     pub default_retry: RetryPolicy,
+    /// How many times a run may be taken up again after the process stopped while one of
+    /// its steps ran (a crash, a kill), where the flow's YAML sets no `maxResumes` (default
+    /// 10). One more interrupts the run with [`crate::MANY_RESUMES`]. Failures are not
+    /// counted here: each step's `maxRetries` bounds its own.
+    pub max_resumes: u32,
 }
 
 impl Default for WorkflowConfig {
@@ -80,6 +85,7 @@ impl Default for WorkflowConfig {
             byte_budget: 900 * 1024,
             wait_interval: Duration::from_secs(5),
             default_retry: RetryPolicy::default(),
+            max_resumes: 10,
         }
     }
 }

@@ -322,6 +322,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: FlowStatus::Running,
             retry_times: 0,
+            resume_times: 0,
             flow_name: "CreateCluster".into(),
             start_time: t0,
             complete_time: None,
@@ -337,6 +338,7 @@ mod tests {
                     last_step_complete_time: t0.map(|t| t + chrono::Duration::milliseconds(*ms)),
                     context_output: JsonMap::new(),
                     retry_times: 0,
+                    resume_times: 0,
                     last_error: None,
                 })
                 .collect(),

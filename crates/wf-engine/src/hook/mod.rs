@@ -1,4 +1,5 @@
-//! Hooks: code called at every transition of a runtime (semantics §10), and the default
+//! Hooks: code called at every transition of a runtime
+//! ([semantics §13](../../../../docs/SEMANTICS.md#13-hooks-and-history)), and the default
 //! history recorder.
 
 mod history;

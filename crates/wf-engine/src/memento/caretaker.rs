@@ -156,6 +156,16 @@ impl MementoCaretaker {
             .transpose()
     }
 
+    /// Every uncompleted runtime, newest first (usually none or one).
+    pub fn uncompleted(&self) -> Result<Vec<StoredRuntime>, MementoError> {
+        self.index
+            .iter()
+            .rev()
+            .filter(|(_, entry)| !entry.finished)
+            .map(|(seq, entry)| self.read(*seq, &entry.key))
+            .collect()
+    }
+
     fn read(&self, seq: u64, key: &str) -> Result<StoredRuntime, MementoError> {
         let value = self.entries.get(key).map(String::as_str).unwrap_or("");
         let runtime = serde_json::from_str(value).map_err(|source| MementoError::Corrupt {
@@ -234,6 +244,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: status,
             retry_times: 0,
+            resume_times: 0,
             flow_name: flow.into(),
             start_time: None,
             complete_time: None,
