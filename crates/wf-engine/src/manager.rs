@@ -385,4 +385,8 @@ impl<R: StateResource> MainEnter<R> for FlowEntry<R> {
     fn flow_name(&self) -> Option<&str> {
         Some(&self.flow)
     }
+
+    fn resumption(&self) -> Option<Resumption> {
+        Some(self.resumption)
+    }
 }

@@ -81,8 +81,9 @@ impl Step for InterruptUntilFixed {
     }
 }
 
-/// A new `Db` in state `Init`. (A `Db` with no status at all counts as `Creating`, semantics
-/// §3, and would start its flow on the first reconcile.)
+/// A new `Db` in state `Init`. (A `Db` with no status at all counts as `Creating`,
+/// [semantics §3](../../../docs/SEMANTICS.md#3-the-state-machine), and would start its flow
+/// on the first reconcile.)
 fn new_db(name: &str) -> Db {
     let mut db = Db::new(name, DbSpec { replicas: 1 });
     db.metadata.namespace = Some(NS.into());
@@ -150,9 +151,11 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
     let labels: Vec<_> = decisions.iter().map(Decision::label).collect();
     assert_eq!(
         labels,
-        // The run resumed by the fourth reconcile completes; the trigger no longer fires
-        // (the last step wrote `Running`), so the entry settles (semantics §7).
-        ["transitioned", "waiting", "retry", "settled", "stable"],
+        // The run resumed by the fourth reconcile completes and its last step wrote
+        // `Running`: the result says so, and the state is not written again
+        // ([semantics §8](../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state)).
+        // (It used to say `settled`, after writing `Running` a second time.)
+        ["transitioned", "waiting", "retry", "completed", "stable"],
         "{decisions:?}"
     );
     // Init -> Creating, then the flow parks at the waiting step and asks for its delay.
