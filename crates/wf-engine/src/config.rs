@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::RetryPolicy;
 
-/// The annotation keys of an interrupt record (semantics §5 and §8).
+/// The annotation keys of an interrupt record
+/// ([semantics §5](../../../docs/SEMANTICS.md#5-steps-and-their-outcomes) and [§10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterruptAnnotations {
     /// Why the flow was interrupted (default `interrupt.reason`).
@@ -44,8 +45,8 @@ impl InterruptAnnotations {
     }
 }
 
-/// Everything about the engine that an operator may tune. `Default` gives the values of the
-/// semantics document.
+/// Everything about the engine that an operator may tune. `Default` gives the values of
+/// [the engine semantics](../../../docs/SEMANTICS.md).
 #[derive(Clone, Debug)]
 pub struct WorkflowConfig {
     /// Context key holding the resource name (default `_resourceName`).

@@ -1,4 +1,4 @@
-//! The step trait and its outcomes (semantics §5).
+//! The step trait and its outcomes ([semantics §5](../../../docs/SEMANTICS.md#5-steps-and-their-outcomes)).
 
 use std::error::Error as StdError;
 use std::fmt;

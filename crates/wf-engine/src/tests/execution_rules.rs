@@ -1,4 +1,4 @@
-//! Semantics §5 (steps) and §6 (runtime execution).
+//! [Semantics §5](../../../../docs/SEMANTICS.md#5-steps-and-their-outcomes) (steps) and [§6](../../../../docs/SEMANTICS.md#6-runs-statuses-and-saves) (runs).
 
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
-//! Semantics §9 (persistence), §10 (hooks and history) and the engine rows of §11 (where this
-//! engine does better than the original).
+//! [Semantics §12](../../../../docs/SEMANTICS.md#12-persistence-retention-and-the-byte-budget)
+//! (persistence), [§13](../../../../docs/SEMANTICS.md#13-hooks-and-history) (hooks and
+//! history) and [§11](../../../../docs/SEMANTICS.md#11-cancellation-and-draining)
+//! (cancellation): where this engine does better than the original.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Semantics §15: the embedded reconcile loop.
+//! [Semantics §15](../../../../docs/SEMANTICS.md#15-embedded-operators): the embedded reconcile loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

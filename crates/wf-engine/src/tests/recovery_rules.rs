@@ -1,4 +1,4 @@
-//! Semantics §8: recovery after an interrupt.
+//! [Semantics §10](../../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt): recovery after an interrupt.
 
 use super::support::{harness, key, token, Act, Script};
 use crate::Resumption;

@@ -1,4 +1,4 @@
-//! Semantics §7: which uncompleted run an entry finishes, under each resumption policy.
+//! [Semantics §7](../../../../docs/SEMANTICS.md#7-resumption-which-run-an-entry-finishes): which uncompleted run an entry finishes, under each resumption policy.
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Traps an operator author fell into, turned into errors (semantics §5, §8 and §9).
+//! Traps an operator author fell into, turned into errors
+//! ([semantics §5](../../../../docs/SEMANTICS.md#5-steps-and-their-outcomes), [§8](../../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state) and [§9](../../../../docs/SEMANTICS.md#9-retries-resumes-and-backoff)).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Semantics §7: the per-resource workflow.
+//! [Semantics §8](../../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state): the per-resource workflow and its entry.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
