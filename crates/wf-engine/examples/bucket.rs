@@ -101,11 +101,9 @@ impl TransitionHook for Print {
         let Some(step) = event.step_runtime() else {
             return println!("{flow:<13} {transition:?}");
         };
-        let counts = format!("retry={} resume={}", step.retry_times, step.resume_times);
-        println!(
-            "{flow:<13} {:<15} {transition:<15?} {counts}",
-            step.step_name
-        );
+        let (name, what) = (&step.step_name, format!("{transition:?}"));
+        let (retry, resume) = (step.retry_times, step.resume_times);
+        println!("{flow:<13} {name:<15} {what:<14} retry={retry} resume={resume}");
         if transition == Transition::StepStarted && self.0.as_deref() == Some(&step.step_name) {
             eprintln!("crashing in {} as asked (--crash-at)", step.step_name);
             std::process::exit(3);
