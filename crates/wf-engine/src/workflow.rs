@@ -214,12 +214,15 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 report.superseded.push(run);
                 continue;
             }
-            match resumption {
-                _ if of_this_flow || (resumption == Resumption::AnyFlow) => {
-                    if candidate.is_none() {
-                        candidate = Some(stored);
-                    }
+            if of_this_flow || resumption == Resumption::AnyFlow {
+                // Newest first: the first one is the one to resume; older runs of other
+                // flows wait for their turn (AnyFlow).
+                if candidate.is_none() {
+                    candidate = Some(stored);
                 }
+                continue;
+            }
+            match resumption {
                 Resumption::AbandonOthers => {
                     let reason = format!(
                         "{ABANDONED}: the entry of flow `{flow}` abandons uncompleted runs of \
@@ -228,6 +231,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     self.close(stored, reason).await?;
                     report.abandoned.push(run);
                 }
+                // ThisFlow (AnyFlow took every run above).
                 Resumption::ThisFlow | Resumption::AnyFlow => report.left_alone.push(run),
             }
         }
