@@ -17,8 +17,8 @@ use crate::service::{ServiceConfig, SharedStorageService};
 
 /// The assembled operator: what a reconcile needs.
 pub struct Operator {
-    /// The state machine of the `shared` resource type.
-    pub machine: StateMachine<MpdClusterResource>,
+    /// The state machine of the `shared` resource type (shared with the reconcile loops).
+    pub machine: Arc<StateMachine<MpdClusterResource>>,
     /// The workflow manager with every step class registered.
     pub manager: WorkflowManager<MpdClusterResource>,
     /// The service the steps share.
@@ -134,7 +134,7 @@ impl OperatorBuilder {
         }
         let manager = builder.build()?;
         manager.validate()?;
-        let machine = state_machine(&manager)?;
+        let machine = Arc::new(state_machine(&manager)?);
         Ok(Operator {
             machine,
             manager,
@@ -174,7 +174,7 @@ pub fn state_machine(
             State::from_static(tr.from),
             checker(tr.trigger, tr.target)?,
             State::from_static(tr.target),
-            manager.flow_entry(tr.flow, tr.ignore_others),
+            manager.flow_entry(tr.flow).resumption(tr.resumption),
         );
     }
     machine.validate_flows(manager)?;
@@ -205,7 +205,19 @@ mod tests {
         assert_eq!(entries.len(), 14);
         for tr in TRANSLATIONS {
             assert_eq!(entries[tr.target].as_deref(), Some(tr.flow), "{tr:?}");
+            assert_eq!(
+                op.machine.entry_resumption(&State::from_static(tr.target)),
+                Some(tr.resumption),
+                "{tr:?}"
+            );
         }
+        // "Resume others: no" (domain §3.2) is Rebuild and ExtendStorage only.
+        let abandoning: Vec<_> = TRANSLATIONS
+            .iter()
+            .filter(|tr| tr.resumption == wf_engine::Resumption::AbandonOthers)
+            .map(|tr| tr.target)
+            .collect();
+        assert_eq!(abandoning, ["Rebuild", "Rebuild", "ExtendStorage"]);
         for state in STABLE_STATES {
             assert!(op.machine.is_stable(&State::from_static(state)));
         }

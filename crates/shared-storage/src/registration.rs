@@ -1,6 +1,8 @@
 //! The state-machine registration of the shared machine (domain §3.2) and the step classes
 //! (§4.3), as data: the binary, the local runner and `cargo xtask check-flows` all read it.
 
+use wf_engine::Resumption;
+
 /// The resource type: the flow directory `workflows/shared/` and the history file name.
 pub const RESOURCE_TYPE: &str = "shared";
 
@@ -19,8 +21,17 @@ pub struct Translation {
     pub target: &'static str,
     /// The flow the target's entry runs.
     pub flow: &'static str,
-    /// Whether an uncompleted run of another flow is left alone (resume others = no).
-    pub ignore_others: bool,
+    /// Which uncompleted run the entry finishes first ("resume others?" of §3.2).
+    ///
+    /// Chosen per entry: the MPDCluster keeps its state in its status, so an entry meets an
+    /// uncompleted run of another flow only when that flow's state was lost or reset by
+    /// hand. Every flow's steps are idempotent "ensure" operations written to be finished
+    /// by whoever comes next, so the change flows finish it first, as the original did
+    /// ([`Resumption::AnyFlow`], "yes"). A rebuild recreates the cluster from its spec and
+    /// storage growth starts from a stable cluster: a half-done run of another flow is
+    /// moot for them, and it is closed rather than left to be resumed much later by an
+    /// unrelated entry ([`Resumption::AbandonOthers`], "no"; the original left it open).
+    pub resumption: Resumption,
 }
 
 /// The stable states.
@@ -33,121 +44,126 @@ pub const TRANSLATIONS: [Translation; 15] = [
         "install",
         "Creating",
         "CreateSharedStorageCluster",
-        false,
+        YES,
     ),
     t(
         "Interrupt",
         "rebuild",
         "Rebuild",
         "SharedStorageClusterRebuild",
-        true,
+        NO,
     ),
     t(
         "Running",
         "rebuild",
         "Rebuild",
         "SharedStorageClusterRebuild",
-        true,
+        NO,
     ),
     t(
         "Running",
         "modifyClass",
         "ModifyClass",
         "SharedStorageClusterModifyClass",
-        false,
+        YES,
     ),
     t(
         "Running",
         "restartCluster",
         "RestartCluster",
         "SharedStorageClusterRestartCluster",
-        false,
+        YES,
     ),
     t(
         "Running",
         "restartIns",
         "RestartIns",
         "SharedStorageClusterRestartIns",
-        false,
+        YES,
     ),
     t(
         "Running",
         "flushParams",
         "FlushParams",
         "SharedStorageClusterFlushParams",
-        false,
+        YES,
     ),
     t(
         "Running",
         "switchRw",
         "SwitchRw",
         "SharedStorageClusterSwitchRw",
-        false,
+        YES,
     ),
     t(
         "Running",
         "migrateRo",
         "MigrateRo",
         "SharedStorageClusterMigrateRo",
-        false,
+        YES,
     ),
     t(
         "Running",
         "migrateRw",
         "MigrateRw",
         "SharedStorageClusterMigrateRw",
-        false,
+        YES,
     ),
     t(
         "Running",
         "upgrade",
         "UpgradeMinorVersion",
         "SharedStorageClusterUpgradeMinorVersion",
-        false,
+        YES,
     ),
     t(
         "Running",
         "rebuildRo",
         "RebuildRo",
         "SharedStorageClusterRebuildRo",
-        false,
+        YES,
     ),
     t(
         "Running",
         "addRo",
         "AddRo",
         "SharedStorageClusterAddRo",
-        false,
+        YES,
     ),
     t(
         "Running",
         "removeRo",
         "RemoveRo",
         "SharedStorageClusterRemoveRo",
-        false,
+        YES,
     ),
     t(
         "Running",
         "extendStorage",
         "ExtendStorage",
         "ExtendStorageSharedStorageCluster",
-        true,
+        NO,
     ),
 ];
+
+/// "Resume others: yes": finish an uncompleted run of any flow first.
+const YES: Resumption = Resumption::AnyFlow;
+/// "Resume others: no": close uncompleted runs of other flows.
+const NO: Resumption = Resumption::AbandonOthers;
 
 const fn t(
     from: &'static str,
     trigger: &'static str,
     target: &'static str,
     flow: &'static str,
-    ignore_others: bool,
+    resumption: Resumption,
 ) -> Translation {
     Translation {
         from,
         trigger,
         target,
         flow,
-        ignore_others,
+        resumption,
     }
 }
 

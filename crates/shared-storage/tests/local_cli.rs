@@ -102,7 +102,7 @@ fn local_runs_the_sample_to_running_and_prints_every_create_step() {
 }
 
 #[test]
-fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
+fn killed_mid_flow_the_next_run_completes_each_step_exactly_once_and_shows_a_resume() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin())
         .args([
@@ -118,18 +118,22 @@ fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Killed while the third step runs (its `running` line is printed when it starts; the
+    // simulated calls take 40 ms), so the next process finds it started: a resume.
     let mut completed = 0;
+    let mut started_after = false;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() > 3 && fields[2] != "-" && fields[3] == "completed" {
             completed += 1;
-            if completed == 2 {
-                break;
-            }
+        } else if completed == 2 && fields.len() > 3 && fields[3] == "running" {
+            started_after = true;
+            break;
         }
     }
     assert_eq!(completed, 2, "two steps completed before the kill");
+    assert!(started_after, "the third step started before the kill");
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
 
@@ -147,6 +151,37 @@ fn killed_mid_flow_the_next_run_completes_each_step_exactly_once() {
             .count();
         assert_eq!(done, 1, "{step} completed {done} times: {events:#?}");
     }
+
+    // The kill is a resume of the run, shown apart from retries (there were no failures).
+    let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
+    assert!(runs.status.success(), "{}", text(&runs));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+    let create = runs
+        .iter()
+        .find(|r| r["flow"] == "CreateSharedStorageCluster")
+        .expect("the create run");
+    assert_eq!(create["resumes"], 1, "{create:#}");
+    assert_eq!(create["run_retries"], 0, "{create:#}");
+    assert_eq!(create["step_retries"], 0, "{create:#}");
+    let table = op(dir.path(), &["workflows", "demo"]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let column = header
+        .iter()
+        .position(|h| *h == "RESUMES")
+        .expect("a RESUMES column");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.contains("CreateSharedStorageCluster"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[column], "1", "{table}");
 }
 
 fn apply_change(state: &Path, file: &Path) -> MPDCluster {

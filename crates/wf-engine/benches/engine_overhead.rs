@@ -142,7 +142,7 @@ fn engine_overhead(c: &mut Criterion) {
             rt.block_on(async {
                 let mut workflow = long.resource_workflow(&long_resource).await.expect("load");
                 let reconciled = workflow
-                    .common_main_enter("Seven", false, &always)
+                    .common_main_enter("Seven", wf_engine::Resumption::AnyFlow, &always)
                     .await
                     .expect("reconcile");
                 black_box(reconciled);

@@ -5,7 +5,8 @@
 //! - `StartDatabase` fails once (a transient error), then succeeds on retry.
 //! - `MarkRunning` sets the resource's state to `Running`.
 //!
-//! Run it with `cargo run -p wf-engine --example quickstart`.
+//! Run it with `cargo run -p wf-engine --example quickstart`. The `bucket` example shows a
+//! resource that survives a restart, two flows and a crash.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use wf_engine::hook::{HookEvent, Transition, TransitionHook};
 use wf_engine::{
-    async_trait, BoxError, CancellationToken, Event, JsonMap, MemoryResource, MemoryResourceStore,
-    ResourceKey, ResourceRecord, State, StateMachine, StateResource, Step, StepContext, StepError,
-    StepOutcome, WorkflowManager,
+    async_trait, BoxError, CancellationToken, Event, JsonMap, LoopOutcome, MemoryResource,
+    MemoryResourceStore, ReconcileLoop, ResourceKey, ResourceRecord, State, StateMachine,
+    StateResource, Step, StepContext, StepError, StepOutcome, WorkflowManager,
 };
 
 /// Pretends to ask a storage service for a volume: the first call finds it still
@@ -66,29 +67,20 @@ impl Step for StartDatabase {
 /// Records the end of the flow on the resource.
 struct MarkRunning {
     resources: MemoryResourceStore,
-    key: Option<ResourceKey>,
+    resource: Option<MemoryResource>,
 }
 
 #[async_trait]
 impl Step for MarkRunning {
     async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
-        self.key = Some(ResourceKey::new(
-            ctx.resource_namespace()?,
-            ctx.resource_name()?,
-        ));
+        self.resource = Some(self.resources.fetch(&ctx.resource_key()?)?);
         Ok(())
     }
 
     async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> {
-        let key = self
-            .key
-            .as_ref()
-            .ok_or_else(|| StepError::failed("no key"))?;
-        let resource = self
-            .resources
-            .get(key)
-            .ok_or_else(|| StepError::failed(format!("{key} is gone")))?;
-        resource.update_state(State::RUNNING).await?;
+        if let Some(resource) = &self.resource {
+            resource.update_state(State::RUNNING).await?;
+        }
         Ok(StepOutcome::Done)
     }
 }
@@ -146,23 +138,25 @@ async fn main() -> Result<(), wf_engine::Error> {
     let resources = MemoryResourceStore::new();
     let polls = Arc::new(AtomicU32::new(0));
     let tries = Arc::new(AtomicU32::new(0));
-    let store = resources.clone();
 
     let manager = WorkflowManager::<MemoryResource>::builder("quickstart")
         .flow_dir(flows)
         .hook(PrintTransitions {
             started: Instant::now(),
         })
-        .step("quickstart.AllocateVolume", move || AllocateVolume {
-            polls: polls.clone(),
+        // Each factory gets its own clone of what it captures.
+        .step_with("quickstart.AllocateVolume", &polls, |polls| {
+            AllocateVolume { polls }
         })
-        .step("quickstart.StartDatabase", move || StartDatabase {
-            tries: tries.clone(),
+        .step_with("quickstart.StartDatabase", &tries, |tries| StartDatabase {
+            tries,
             volume: String::new(),
         })
-        .step("quickstart.MarkRunning", move || MarkRunning {
-            resources: store.clone(),
-            key: None,
+        .step_with("quickstart.MarkRunning", &resources, |resources| {
+            MarkRunning {
+                resources,
+                resource: None,
+            }
         })
         .build()?;
     manager.validate()?;
@@ -173,7 +167,7 @@ async fn main() -> Result<(), wf_engine::Error> {
         State::INIT,
         check_provision,
         State::CREATING,
-        manager.flow_entry("ProvisionDatabase", false),
+        manager.flow_entry("ProvisionDatabase"),
     );
     machine.validate_flows(&manager)?;
 
@@ -186,28 +180,19 @@ async fn main() -> Result<(), wf_engine::Error> {
     );
     println!("resource default/orders-db is {}", db.state());
 
-    // The controller loop, by hand: reconcile, then come back when the engine says so.
-    for _ in 0..50 {
-        let delay = match machine.reconcile(&db, &manager).await {
-            Ok(done) => {
-                println!("           reconcile: {done:?}");
-                match done.requeue_after() {
-                    Some(delay) => delay,
-                    None => break,
-                }
-            }
-            Err(err) => {
-                println!("           reconcile failed: {err}");
-                err.requeue_after().unwrap_or(Duration::from_secs(1))
-            }
-        };
-        tokio::time::sleep(delay).await;
+    // The controller loop: reconcile, then come back when the engine says so.
+    let driver = ReconcileLoop::new(machine, manager).observe(|_, result| match result {
+        Ok(done) => println!("           reconcile: {done:?}"),
+        Err(err) => println!("           reconcile failed: {err}"),
+    });
+    match driver.settle(&db).await {
+        LoopOutcome::Stable(fresh) if fresh.state() == State::RUNNING => {
+            println!("resource default/orders-db is {}", fresh.state());
+            Ok(())
+        }
+        other => {
+            println!("resource default/orders-db did not end Running: {other:?}");
+            std::process::exit(1);
+        }
     }
-
-    let state = db.fetch().await?.state();
-    println!("resource default/orders-db is {state}");
-    if state != State::RUNNING {
-        std::process::exit(1);
-    }
-    Ok(())
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use crate::RetryPolicy;
 
-/// The annotation keys of an interrupt record (semantics §5 and §8).
+/// The annotation keys of an interrupt record
+/// ([semantics §5](../../../docs/SEMANTICS.md#5-steps-and-their-outcomes) and [§10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterruptAnnotations {
     /// Why the flow was interrupted (default `interrupt.reason`).
@@ -44,8 +45,8 @@ impl InterruptAnnotations {
     }
 }
 
-/// Everything about the engine that an operator may tune. `Default` gives the values of the
-/// semantics document.
+/// Everything about the engine that an operator may tune. `Default` gives the values of
+/// [the engine semantics](../../../docs/SEMANTICS.md).
 #[derive(Clone, Debug)]
 pub struct WorkflowConfig {
     /// Context key holding the resource name (default `_resourceName`).
@@ -67,6 +68,11 @@ pub struct WorkflowConfig {
     pub wait_interval: Duration,
     /// The retry policy used where a flow or step does not set its own.
     pub default_retry: RetryPolicy,
+    /// How many times a run may be taken up again after the process stopped while one of
+    /// its steps ran (a crash, a kill), where the flow's YAML sets no `maxResumes` (default
+    /// 10). One more interrupts the run with [`crate::MANY_RESUMES`]. Failures are not
+    /// counted here: each step's `maxRetries` bounds its own.
+    pub max_resumes: u32,
 }
 
 impl Default for WorkflowConfig {
@@ -80,6 +86,7 @@ impl Default for WorkflowConfig {
             byte_budget: 900 * 1024,
             wait_interval: Duration::from_secs(5),
             default_retry: RetryPolicy::default(),
+            max_resumes: 10,
         }
     }
 }

@@ -1,12 +1,19 @@
 //! The typed context a step reads: the init context merged with all earlier outputs.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::JsonMap;
+use crate::{JsonMap, ResourceKey};
 
-/// A context key was missing or held a value of the wrong type. The message names the key,
-/// the step and the expected type.
+/// A context key was missing or held a value of the wrong type, or a step's output could
+/// not be read or written. The message names the key or step and the expected type.
+///
+/// These are programming errors, not transient ones: a step that fails with one (directly
+/// or anywhere in its error's source chain) is interrupted with
+/// [`crate::BAD_CONTEXT`] instead of being retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     /// The key is not in the context.
@@ -34,6 +41,68 @@ pub enum ContextError {
         #[source]
         source: serde_json::Error,
     },
+    /// [`StepContext::output`] asked for the output of a step that did not run before this
+    /// one in this run.
+    #[error(
+        "step `{step}` needs the output of step `{from}`, which did not complete before it \
+         in this run"
+    )]
+    NoOutput {
+        /// The step that asked.
+        step: String,
+        /// The step whose output it asked for.
+        from: String,
+    },
+    /// The output of an earlier step does not deserialize into the type asked for.
+    #[error("step `{step}` expected the output of step `{from}` to be a `{expected}`: {source}")]
+    WrongOutput {
+        /// The step that asked.
+        step: String,
+        /// The step whose output it asked for.
+        from: String,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value given to [`crate::StepOutcome::done_with`] does not serialize into a JSON
+    /// object (a struct or a map with string keys).
+    #[error("a step output must serialize into a JSON object; a `{type_name}` did not: {reason}")]
+    OutputNotAnObject {
+        /// The Rust type of the value.
+        type_name: &'static str,
+        /// What serialization produced or why it failed.
+        reason: String,
+    },
+}
+
+/// Serializes `value` into a step output: a JSON object, or an error naming the type.
+pub(crate) fn output_map<T: Serialize + ?Sized>(value: &T) -> Result<JsonMap, ContextError> {
+    let type_name = std::any::type_name::<T>();
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ContextError::OutputNotAnObject {
+            type_name,
+            reason: format!("it serialized into {}", abbreviate(other.to_string())),
+        }),
+        Err(err) => Err(ContextError::OutputNotAnObject {
+            type_name,
+            reason: err.to_string(),
+        }),
+    }
+}
+
+fn abbreviate(mut text: String) -> String {
+    if text.len() > 60 {
+        let mut cut = 57;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
 }
 
 /// What a step sees in `init`: the flow's init context (resource name and namespace plus the
@@ -43,6 +112,7 @@ pub struct StepContext {
     flow: String,
     step: String,
     values: JsonMap,
+    outputs: BTreeMap<String, JsonMap>,
     resource_name_key: String,
     resource_namespace_key: String,
     run: u64,
@@ -62,10 +132,19 @@ impl StepContext {
             flow: flow.into(),
             step: step.into(),
             values,
+            outputs: BTreeMap::new(),
             resource_name_key: resource_name_key.into(),
             resource_namespace_key: resource_namespace_key.into(),
             run: 0,
         }
+    }
+
+    /// Sets the outputs of the earlier steps, by step name, for [`StepContext::output`].
+    /// (Their keys are expected in the merged values too; the engine does both.)
+    #[must_use]
+    pub fn with_outputs(mut self, outputs: BTreeMap<String, JsonMap>) -> Self {
+        self.outputs = outputs;
+        self
     }
 
     /// Sets the sequence number of the run this step belongs to.
@@ -120,25 +199,52 @@ impl StepContext {
     pub fn get_opt<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContextError> {
         match self.values.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => T::deserialize(value).map(Some).map_err(|source| {
-                let mut found = value.to_string();
-                if found.len() > 60 {
-                    let mut cut = 57;
-                    while !found.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    found.truncate(cut);
-                    found.push_str("...");
-                }
-                ContextError::WrongType {
-                    step: self.step.clone(),
-                    key: key.to_owned(),
-                    expected: std::any::type_name::<T>(),
-                    found,
-                    source,
-                }
-            }),
+            Some(value) => {
+                T::deserialize(value)
+                    .map(Some)
+                    .map_err(|source| ContextError::WrongType {
+                        step: self.step.clone(),
+                        key: key.to_owned(),
+                        expected: std::any::type_name::<T>(),
+                        found: abbreviate(value.to_string()),
+                        source,
+                    })
+            }
         }
+    }
+
+    /// The whole output of the earlier step `step` of this run, as a `T` (usually a serde
+    /// struct the step returned with [`crate::StepOutcome::done_with`]). An error names
+    /// both steps: when `step` did not complete before this one, or its output is not a
+    /// `T`.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use wf_engine::{JsonMap, StepContext};
+    /// #[derive(Debug, serde::Deserialize)]
+    /// #[serde(rename_all = "camelCase")]
+    /// struct Allocated { bucket_id: String }
+    ///
+    /// let mut out = JsonMap::new();
+    /// out.insert("bucketId".into(), "b-1".into());
+    /// let ctx = StepContext::new("Create", "MarkRunning", out.clone(), "_resourceName", "_resourceNameSpace")
+    ///     .with_outputs(BTreeMap::from([("Allocate".to_string(), out)]));
+    /// assert_eq!(ctx.output::<Allocated>("Allocate").unwrap().bucket_id, "b-1");
+    /// assert!(ctx.output::<Allocated>("Nope").unwrap_err().to_string().contains("`Nope`"));
+    /// ```
+    pub fn output<T: DeserializeOwned>(&self, step: &str) -> Result<T, ContextError> {
+        let Some(map) = self.outputs.get(step) else {
+            return Err(ContextError::NoOutput {
+                step: self.step.clone(),
+                from: step.to_owned(),
+            });
+        };
+        T::deserialize(map).map_err(|source| ContextError::WrongOutput {
+            step: self.step.clone(),
+            from: step.to_owned(),
+            expected: std::any::type_name::<T>(),
+            source,
+        })
     }
 
     /// The managed resource's name.
@@ -149,6 +255,14 @@ impl StepContext {
     /// The managed resource's namespace.
     pub fn resource_namespace(&self) -> Result<String, ContextError> {
         self.get(&self.resource_namespace_key)
+    }
+
+    /// The managed resource's namespace and name: what a step looks the resource up by.
+    pub fn resource_key(&self) -> Result<ResourceKey, ContextError> {
+        Ok(ResourceKey::new(
+            self.resource_namespace()?,
+            self.resource_name()?,
+        ))
     }
 }
 
@@ -198,5 +312,61 @@ mod tests {
         let c = ctx(json!({"_resourceName": "c1", "_resourceNameSpace": "ns"}));
         assert_eq!(c.resource_name().unwrap(), "c1");
         assert_eq!(c.resource_namespace().unwrap(), "ns");
+        assert_eq!(c.resource_key().unwrap(), ResourceKey::new("ns", "c1"));
+        let missing = ctx(json!({"_resourceName": "c1"}))
+            .resource_key()
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("`_resourceNameSpace`"),
+            "{missing}"
+        );
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Allocated {
+        bucket_id: String,
+        size_gib: u64,
+    }
+
+    #[test]
+    fn typed_output_of_an_earlier_step_round_trips_through_a_serde_struct() {
+        let written = Allocated {
+            bucket_id: "b-1".into(),
+            size_gib: 20,
+        };
+        let map = output_map(&written).unwrap();
+        assert_eq!(
+            Value::Object(map.clone()),
+            json!({"bucketId": "b-1", "sizeGib": 20})
+        );
+        let c = ctx(json!({})).with_outputs(BTreeMap::from([("Allocate".to_string(), map)]));
+        assert_eq!(c.output::<Allocated>("Allocate").unwrap(), written);
+    }
+
+    #[test]
+    fn typed_output_errors_name_both_steps_and_the_type() {
+        let c = ctx(json!({})).with_outputs(BTreeMap::from([(
+            "Allocate".to_string(),
+            JsonMap::from_iter([("bucketId".to_string(), json!(7))]),
+        )]));
+        let missing = c.output::<Allocated>("Resize").unwrap_err();
+        assert!(matches!(missing, ContextError::NoOutput { .. }));
+        assert!(missing
+            .to_string()
+            .contains("step `Step` needs the output of step `Resize`"));
+        let wrong = c.output::<Allocated>("Allocate").unwrap_err();
+        let text = wrong.to_string();
+        assert!(
+            text.contains("`Allocate`") && text.contains("Allocated"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_output_that_is_not_a_json_object_is_an_error_naming_its_type() {
+        let err = output_map(&42_u32).unwrap_err();
+        assert!(matches!(err, ContextError::OutputNotAnObject { .. }));
+        assert!(err.to_string().contains("`u32`"), "{err}");
     }
 }

@@ -76,6 +76,25 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A run of the entry's flow completed, but the resource is still in the flow's unstable
+    /// state and its trigger fires again at once: starting the flow again would loop
+    /// forever. The resource was moved to `Interrupt` (reason [`crate::LEFT_UNSTABLE`]);
+    /// the flow's last step must set a stable state (or clear what fires the trigger).
+    #[error(
+        "flow `{flow}` (run {seq}) completed but left {resource} in its unstable state \
+         `{state}`, whose trigger fires again at once; the flow's last step must set a stable \
+         state or clear the trigger (the resource is now in `Interrupt`)"
+    )]
+    FlowLeftStateUnstable {
+        /// The resource.
+        resource: ResourceKey,
+        /// The flow that completed.
+        flow: String,
+        /// Its run.
+        seq: u64,
+        /// The unstable state the resource is still in.
+        state: State,
+    },
     /// The manager or state machine was set up wrongly.
     #[error("invalid workflow setup: {0}")]
     Setup(String),

@@ -1,5 +1,8 @@
-//! Running a runtime step by step (semantics §6), persisting and hooking every transition.
+//! Running a runtime step by step, persisting and hooking every transition
+//! ([semantics §6](../../../docs/SEMANTICS.md#6-runs-statuses-and-saves) and
+//! [§9](../../../docs/SEMANTICS.md#9-retries-resumes-and-backoff)).
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -10,17 +13,28 @@ use tracing::Instrument;
 
 use crate::hook::HookPoint;
 use crate::{
-    AnnotationPatch, Error, FlowStatus, InterruptAnnotations, JsonMap, ResourceWorkflow,
-    RunOutcome, State, StateResource, Step, StepContext, StepError, StepOutcome, StepStatus,
-    WorkflowRuntime,
+    AnnotationPatch, ContextError, Error, FlowStatus, InterruptAnnotations, JsonMap,
+    ResourceWorkflow, RunOutcome, State, StateResource, Step, StepContext, StepError, StepOutcome,
+    StepStatus, WorkflowRuntime,
 };
 
-/// Interrupt reason: a step or the run exhausted its retries.
+/// Interrupt reason: a step failed more often than its `maxRetries`; the message carries
+/// the step's last error.
 pub const MANY_RETRY: &str = "MANY_RETRY";
+/// Interrupt reason: the run was taken up again after a crash more often than its flow's
+/// `maxResumes`.
+pub const MANY_RESUMES: &str = "MANY_RESUMES";
 /// Interrupt reason: a step's class is not registered.
 pub const UNKNOWN_TASK: &str = "UNKNOWN_TASK";
 /// Interrupt reason: the resource was cancelled or deleted while a step ran.
 pub const CANCELLED: &str = "CANCELLED";
+/// Interrupt reason: a step failed with a [`ContextError`] (a missing or mistyped context
+/// key, an unreadable or unwritable output): a programming error that no retry fixes.
+pub const BAD_CONTEXT: &str = "BAD_CONTEXT";
+/// Interrupt reason: a flow completed but left the resource in its unstable state with
+/// the trigger still firing, so it would run again and again
+/// ([`Error::FlowLeftStateUnstable`]).
+pub const LEFT_UNSTABLE: &str = "LEFT_UNSTABLE";
 
 /// How one try of a step ended.
 enum Attempt {
@@ -40,6 +54,18 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Whether `err` or any error in its source chain is a [`ContextError`].
+fn is_context_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<ContextError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// One try: `init`, `do_step` and `output`, with panics caught, raced against cancellation
 /// and the optional timeout. On cancellation the step's future is dropped, so the step
 /// cannot keep mutating the world after the run is interrupted.
@@ -54,6 +80,7 @@ async fn attempt(
         let outcome = step.do_step(cancel).await?;
         Ok::<_, StepError>(match outcome {
             StepOutcome::Done => Attempt::Done(step.output()),
+            StepOutcome::DoneWith(output) => Attempt::Done(output),
             StepOutcome::Waiting { recheck_after } => Attempt::Waiting(recheck_after),
         })
     })
@@ -80,9 +107,23 @@ async fn attempt(
         Ok(Ok(Err(StepError::Interrupt { reason, message }))) => {
             Attempt::Interrupt { reason, message }
         }
+        Ok(Ok(Err(StepError::Failed(err)))) if is_context_error(&*err) => Attempt::Interrupt {
+            reason: BAD_CONTEXT.into(),
+            message: StepError::Failed(err).message(),
+        },
         Ok(Ok(Err(failed))) => Attempt::Failed(failed.message()),
         Ok(Ok(Ok(done))) => done,
     }
+}
+
+/// The message of a `MANY_RETRY` interrupt: the step, its tries, its budget and its last
+/// error.
+fn many_retry_message(step: &str, retries: u32, max: u32, last_error: Option<&str>) -> String {
+    format!(
+        "step `{step}` failed {} times (maxRetries {max}); last error: {}",
+        retries + 1,
+        last_error.unwrap_or("(none recorded)")
+    )
 }
 
 impl<R: StateResource> ResourceWorkflow<R> {
@@ -117,8 +158,23 @@ impl<R: StateResource> ResourceWorkflow<R> {
             self.caretaker.save(seq, &rt).await?;
             return Ok(RunOutcome::Completed);
         };
-        if matches!(rt.flow_status, FlowStatus::Failed | FlowStatus::Running) {
-            rt.retry_times += 1;
+        // Taken up again after a failure (a retry of the failed step) or after the process
+        // stopped while a step ran (a resume, bounded by the flow's `maxResumes`).
+        let mut resumes_exhausted = None;
+        match rt.flow_status {
+            FlowStatus::Failed => rt.retry_times += 1,
+            FlowStatus::Running => {
+                rt.resume_times += 1;
+                let max = flow.max_resumes.unwrap_or(inner.config.max_resumes);
+                if rt.resume_times > max {
+                    resumes_exhausted = Some(format!(
+                        "the run was taken up again after the process stopped while a step ran \
+                         {} times (maxResumes {max})",
+                        rt.resume_times
+                    ));
+                }
+            }
+            _ => {}
         }
 
         // Records are in flow order unless the metadata changed: then look them up by name.
@@ -158,23 +214,35 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     recheck_after: inner.config.wait_interval,
                 });
             }
-            if rt.running_steps[pos].retry_times >= meta.retry.max_retries {
-                let message = format!(
-                    "step `{}` was retried {} times (max {})",
-                    meta.step_name, rt.running_steps[pos].retry_times, meta.retry.max_retries
+            if let Some(message) = resumes_exhausted.take() {
+                return self.interrupt(seq, rt, pos, MANY_RESUMES, message).await;
+            }
+            // A stored run whose step already used its budget (e.g. `maxRetries` lowered
+            // in the YAML since): interrupt without running, with the last error.
+            if rt.running_steps[pos].step_status == StepStatus::Failed
+                && rt.running_steps[pos].retry_times >= meta.retry.max_retries
+            {
+                let record = &rt.running_steps[pos];
+                let message = many_retry_message(
+                    &meta.step_name,
+                    record.retry_times,
+                    meta.retry.max_retries,
+                    record.last_error.as_deref(),
                 );
                 return self.interrupt(seq, rt, pos, MANY_RETRY, message).await;
             }
 
             let mut values = rt.init_context.clone();
+            let mut outputs = BTreeMap::new();
             for (i, earlier) in flow.steps[..index].iter().enumerate() {
                 let record = if aligned {
                     rt.running_steps.get(i)
                 } else {
                     rt.step(&earlier.step_name)
                 };
-                if let Some(record) = record.filter(|r| !r.context_output.is_empty()) {
+                if let Some(record) = record {
                     values.extend(record.context_output.clone());
+                    outputs.insert(earlier.step_name.clone(), record.context_output.clone());
                 }
             }
             let ctx = StepContext::new(
@@ -184,6 +252,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 &inner.config.resource_name_key,
                 &inner.config.resource_namespace_key,
             )
+            .with_outputs(outputs)
             .with_run(seq);
 
             let Some(step) = inner.registry.create(&meta.class_name) else {
@@ -196,10 +265,16 @@ impl<R: StateResource> ResourceWorkflow<R> {
 
             if status != StepStatus::Waiting {
                 let record = &mut rt.running_steps[pos];
-                record.retry_times = match status {
-                    StepStatus::Failed | StepStatus::Inited => record.retry_times + 1,
-                    _ => 0,
-                };
+                match status {
+                    // Tried again after a failure: a retry.
+                    StepStatus::Failed => record.retry_times += 1,
+                    // Found started: the process stopped while it ran. A resume.
+                    StepStatus::Inited => record.resume_times += 1,
+                    _ => {
+                        record.retry_times = 0;
+                        record.resume_times = 0;
+                    }
+                }
                 record.step_status = StepStatus::Inited;
                 record.step_start_time = Some(Utc::now());
                 rt.flow_status = FlowStatus::Running;
@@ -245,10 +320,13 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     return self.interrupt(seq, rt, pos, &reason, message).await;
                 }
                 Attempt::Failed(message) => {
-                    if rt.retry_times >= flow.retry.max_retries {
-                        let message = format!(
-                            "flow resumed {} times (max {}); last error: {message}",
-                            rt.retry_times, flow.retry.max_retries
+                    // The step's own budget: `maxRetries` tries after the first.
+                    if rt.running_steps[pos].retry_times >= meta.retry.max_retries {
+                        let message = many_retry_message(
+                            &meta.step_name,
+                            rt.running_steps[pos].retry_times,
+                            meta.retry.max_retries,
+                            Some(&message),
                         );
                         return self.interrupt(seq, rt, pos, MANY_RETRY, message).await;
                     }
@@ -335,7 +413,9 @@ impl<R: StateResource> ResourceWorkflow<R> {
         })
     }
 
-    async fn record_interrupt(&self, reason: &str, message: &str) -> Result<(), Error> {
+    /// Writes the interrupt record on the resource (annotations by a patch) and moves it to
+    /// `Interrupt`, with the state it had as the previous one.
+    pub(crate) async fn record_interrupt(&self, reason: &str, message: &str) -> Result<(), Error> {
         let keys = &self.manager.inner.config.annotations;
         let fresh = self.resource.fetch().await?;
         let previous = fresh.state().effective();

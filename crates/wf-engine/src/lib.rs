@@ -6,28 +6,32 @@
 //! state runs a *flow*: an ordered list of [`Step`]s declared in YAML and implemented in
 //! Rust. A [`WorkflowManager`] runs flows and persists every transition in a memento store,
 //! so a crashed or restarted operator resumes where it stopped: a completed step never runs
-//! again, a step that was running runs again. Steps can retry (with backoff returned as a
-//! requeue hint, never slept), wait for the outside world, be interrupted, be recovered by a
-//! human and be cancelled.
+//! again, a step that was running runs again (a *resume*, not a failure). Steps can retry
+//! (with backoff returned as a requeue hint, never slept), wait for the outside world, be
+//! interrupted, be recovered by a human and be cancelled.
+//!
+//! The contract (every rule, with the test that checks it) is
+//! [`docs/SEMANTICS.md`](../../../docs/SEMANTICS.md); the guide walks through a whole
+//! operator ([`docs/GUIDE.md`](../../../docs/GUIDE.md), Part 2, and
+//! `cargo run -p wf-engine --example bucket`).
 //!
 //! This crate has no Kubernetes dependency; `wf-kube` puts it on Kubernetes. Start with
-//! [`WorkflowManager::builder`] and [`StateMachine::new`], then call
-//! [`StateMachine::reconcile`] whenever the resource changes or the returned
-//! [`Reconciled::requeue_after`] elapses.
+//! [`WorkflowManager::builder`] and [`StateMachine::new`], then let a [`ReconcileLoop`] call
+//! [`StateMachine::reconcile`] until the resource rests (or call it yourself whenever the
+//! resource changes or the returned [`Reconciled::requeue_after`] elapses).
 //!
 //! # The eight steps of an operator author
 //!
 //! ```
 //! use wf_engine::{
-//!     async_trait, BoxError, CancellationToken, Event, InMemoryMementoStore, JsonMap,
-//!     MemoryResource, MemoryResourceStore, ResourceKey, ResourceRecord, State, StateMachine,
+//!     async_trait, BoxError, CancellationToken, Event, LoopOutcome, MemoryResource,
+//!     MemoryResourceStore, ReconcileLoop, ResourceKey, ResourceRecord, State, StateMachine,
 //!     StateResource, StaticLoader, Step, StepContext, StepError, StepOutcome, WorkflowManager,
 //! };
 //!
 //! // 8. The flow metadata, normally a file `workflows/<resource type>/<Flow>.yaml`.
 //! const CREATE: &str = r#"
 //! flowName: CreateCluster
-//! recoverFromFirstStep: false
 //! steps:
 //!   - className: demo.InitMeta
 //!     stepName: InitMeta
@@ -36,90 +40,78 @@
 //! "#;
 //!
 //! // 3. The resource: anything that implements `StateResource`. `MemoryResource` lives in
-//! //    memory; wf-kube's `KubeResource` wraps any custom resource with a status.
+//! //    memory, `FileResource` in files (it survives a restart); wf-kube's `KubeResource`
+//! //    wraps any custom resource with a status.
 //!
-//! // 4. A step base: what every step of this operator loads in `init`.
-//! struct Base {
-//!     store: MemoryResourceStore,
-//!     resource: Option<MemoryResource>,
+//! // 4 + 5. The steps. `init` loads what the step needs: the resource by its key, the
+//! //    outputs of earlier steps, typed.
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[serde(rename_all = "camelCase")]
+//! struct Meta {
+//!     meta_ready: bool,
 //! }
 //!
-//! impl Base {
-//!     fn new(store: &MemoryResourceStore) -> Self {
-//!         Base { store: store.clone(), resource: None }
-//!     }
-//!     fn load(&mut self, ctx: &StepContext) -> Result<&MemoryResource, StepError> {
-//!         let key = ResourceKey::new(ctx.resource_namespace()?, ctx.resource_name()?);
-//!         let found = self.store.get(&key);
-//!         Ok(self.resource.insert(found.ok_or_else(|| StepError::failed(format!("{key} is gone")))?))
-//!     }
-//!     fn resource(&self) -> Result<&MemoryResource, StepError> {
-//!         self.resource.as_ref().ok_or_else(|| StepError::failed("init did not run"))
-//!     }
-//! }
-//!
-//! // 5. The steps.
-//! struct InitMeta(Base);
+//! struct InitMeta;
 //!
 //! #[async_trait]
 //! impl Step for InitMeta {
-//!     async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
-//!         self.0.load(ctx)?;
-//!         Ok(())
-//!     }
 //!     async fn do_step(&mut self, _cancel: &CancellationToken) -> Result<StepOutcome, StepError> {
-//!         Ok(StepOutcome::Done)
-//!     }
-//!     fn output(&self) -> JsonMap {
-//!         JsonMap::from_iter([("metaReady".to_string(), true.into())])
+//!         Ok(StepOutcome::done_with(&Meta { meta_ready: true })?)
 //!     }
 //! }
 //!
-//! struct UpdateRunningStatus(Base);
+//! struct UpdateRunningStatus {
+//!     resources: MemoryResourceStore,
+//!     cluster: Option<MemoryResource>,
+//! }
 //!
 //! #[async_trait]
 //! impl Step for UpdateRunningStatus {
 //!     async fn init(&mut self, ctx: &StepContext) -> Result<(), StepError> {
-//!         // Every step sees the init context and ALL earlier outputs, typed.
-//!         assert!(ctx.get::<bool>("metaReady")?);
-//!         self.0.load(ctx)?;
+//!         // Every step sees the init context and ALL earlier outputs, typed. A missing or
+//!         // mistyped key interrupts the run (`BAD_CONTEXT`); it is never retried.
+//!         assert!(ctx.output::<Meta>("InitMeta")?.meta_ready);
+//!         self.cluster = Some(self.resources.fetch(&ctx.resource_key()?)?);
 //!         Ok(())
 //!     }
 //!     async fn do_step(&mut self, _cancel: &CancellationToken) -> Result<StepOutcome, StepError> {
-//!         self.0.resource()?.update_state(State::RUNNING).await?;
+//!         if let Some(cluster) = &self.cluster {
+//!             cluster.update_state(State::RUNNING).await?;
+//!         }
 //!         Ok(StepOutcome::Done)
 //!     }
 //! }
 //!
 //! // 7a. The event checker of a translation out of a stable state.
 //! fn check_install(r: &MemoryResource) -> Result<Option<Event>, BoxError> {
-//!     let state = r.state();
-//!     let installing = state.is_empty() || state == State::INIT || state == State::CREATING;
-//!     Ok(installing.then(|| Event::new("Creating")))
+//!     let state = r.state().effective();
+//!     Ok((state == State::INIT || state == State::CREATING).then(|| Event::new("Creating")))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), wf_engine::Error> {
 //! let resources = MemoryResourceStore::new();
-//! let (a, b) = (resources.clone(), resources.clone());
 //!
-//! // 2 + 6. The workflow manager, with its flows, memento store and steps.
+//! // 2 + 6. The workflow manager, with its flows, memento store and steps. `step_with`
+//! //    gives each step instance its own clone of what the factory needs.
 //! let manager = WorkflowManager::<MemoryResource>::builder("demo")
 //!     .loader(StaticLoader::new().with("demo/CreateCluster.yaml", CREATE))
-//!     .memento_store(InMemoryMementoStore::new())
-//!     .step("demo.InitMeta", move || InitMeta(Base::new(&a)))
-//!     .step("demo.UpdateRunningStatus", move || UpdateRunningStatus(Base::new(&b)))
+//!     .step("demo.InitMeta", || InitMeta)
+//!     .step_with("demo.UpdateRunningStatus", &resources, |resources| {
+//!         UpdateRunningStatus { resources, cluster: None }
+//!     })
 //!     .build()?;
 //! manager.validate()?; // every className is registered
 //!
-//! // 1 + 7b. The state machine: stable states, then translation + entry in one call.
+//! // 1 + 7b. The state machine: stable states, then translation + entry in one call. The
+//! //    entry finishes an uncompleted run of its own flow first (`Resumption::ThisFlow`).
 //! let mut sm = StateMachine::new("demo");
 //! sm.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
 //! sm.register_translate_main_enter(
 //!     State::INIT,
 //!     check_install,
 //!     State::CREATING,
-//!     manager.flow_entry("CreateCluster", false),
+//!     manager.flow_entry("CreateCluster"),
 //! );
 //! sm.validate_flows(&manager)?;
 //!
@@ -128,8 +120,8 @@
 //!     ResourceKey::new("default", "c1"),
 //!     ResourceRecord { state: State::INIT, ..ResourceRecord::default() },
 //! );
-//! while sm.reconcile(&cluster, &manager).await?.requeue_after().is_some() {}
-//! assert_eq!(cluster.fetch().await?.state(), State::RUNNING);
+//! let outcome = ReconcileLoop::new(sm, manager).settle(&cluster).await;
+//! assert!(matches!(outcome, LoopOutcome::Stable(c) if c.state() == State::RUNNING));
 //! # Ok(())
 //! # }
 //! ```
@@ -137,13 +129,17 @@
 //! # Where things are
 //!
 //! - [`StateMachine`]: stable states, translations, entries; [`Reconciled`] is what a call did.
-//! - [`WorkflowManager`] and [`ResourceWorkflow`]: flows for a resource type and for one resource.
+//! - [`WorkflowManager`] and [`ResourceWorkflow`]: flows for a resource type and for one
+//!   resource; [`FlowEntry`] and its [`Resumption`] policy.
 //! - [`Step`], [`StepOutcome`], [`StepError`], [`StepContext`]: what a step author writes.
+//! - [`ReconcileLoop`]: the controller loop of an embedded operator.
+//! - [`MemoryResourceStore`] and [`FileResourceStore`]: resources in memory and in files.
 //! - [`metadata`]: the YAML loader, step groups and the [`FlowCatalog`].
 //! - [`RetryPolicy`]: `maxRetries`, `backoff`, `timeout`, in code and in YAML.
 //! - [`memento`]: the storage trait, the caretaker (retention, byte budget), and the
 //!   in-memory and file stores.
-//! - [`hook`]: hook points and the JSON-lines [`hook::HistoryRecorder`].
+//! - [`hook`]: hook points, [`hook::TransitionHook`] and the JSON-lines
+//!   [`hook::HistoryRecorder`].
 #![deny(missing_docs)]
 
 mod cancel;
@@ -152,16 +148,19 @@ mod context;
 mod error;
 mod event;
 mod execution;
+mod file_resource;
 pub mod hook;
 mod lock;
 mod manager;
 pub mod memento;
 mod memory_resource;
 pub mod metadata;
+mod reconcile_loop;
 mod reconciled;
 mod recover;
 mod registry;
 mod resource;
+mod resumption;
 mod retry;
 mod runtime;
 mod state;
@@ -179,7 +178,10 @@ pub use config::{InterruptAnnotations, WorkflowConfig};
 pub use context::{ContextError, StepContext};
 pub use error::{BoxError, Error};
 pub use event::Event;
-pub use execution::{CANCELLED, MANY_RETRY, UNKNOWN_TASK};
+pub use execution::{
+    BAD_CONTEXT, CANCELLED, LEFT_UNSTABLE, MANY_RESUMES, MANY_RETRY, UNKNOWN_TASK,
+};
+pub use file_resource::{FileResource, FileResourceError, FileResourceStore};
 pub use hook::{HistoryRecorder, HookEvent, WorkflowHook};
 pub use lock::{ResourceLockGuard, ResourceLocks};
 pub use manager::{FlowEntry, WorkflowManager, WorkflowManagerBuilder};
@@ -191,10 +193,12 @@ pub use memory_resource::{MemoryResource, MemoryResourceStore, ResourceRecord};
 pub use metadata::{
     FlowCatalog, FlowLoader, FlowMeta, MetadataError, StaticLoader, StepMeta, YamlDirLoader,
 };
+pub use reconcile_loop::{LoopOutcome, ReconcileLoop};
 pub use reconciled::Reconciled;
 pub use recover::{AnnotationRecover, RecoverStrategy};
 pub use registry::{StepFactory, StepRegistry};
 pub use resource::{AnnotationPatch, ResourceError, ResourceKey, StateResource};
+pub use resumption::{ResumeReport, Resumption, RunRef, ABANDONED, SUPERSEDED};
 pub use retry::{Backoff, BackoffSpec, RetryPolicy, RetryPolicyError, RetrySpec};
 pub use runtime::{FlowStatus, StepRuntime, StepStatus, WorkflowRuntime};
 pub use state::State;

@@ -1,5 +1,6 @@
-//! The workflow manager (semantics §4): one per resource type. Holds the flows, the step
-//! registry, the hooks, the memento store and the recover strategy.
+//! The workflow manager, one per resource type
+//! ([semantics §4](../../../docs/SEMANTICS.md#4-flows-and-step-groups)). Holds the flows,
+//! the step registry, the hooks, the memento store and the recover strategy.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +13,8 @@ use crate::hook::Hooks;
 use crate::memento::{caretaker_name, MementoCaretaker, MementoStorageFactory};
 use crate::{
     AnnotationRecover, Checker, Error, FlowCatalog, FlowLoader, InMemoryMementoStore, MainEnter,
-    Reconciled, RecoverStrategy, ResourceKey, ResourceWorkflow, State, StateResource, Step,
-    StepRegistry, WorkflowConfig, WorkflowHook, YamlDirLoader,
+    Reconciled, RecoverStrategy, ResourceKey, ResourceWorkflow, Resumption, State, StateResource,
+    Step, StepRegistry, WorkflowConfig, WorkflowHook, YamlDirLoader,
 };
 
 pub(crate) struct ManagerInner<R: StateResource> {
@@ -97,6 +98,25 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
         F: Fn() -> S + Send + Sync + 'static,
     {
         self.registry.register(class_name, factory);
+        self
+    }
+
+    /// Registers a step class made by `factory` from a clone of `captured` (see
+    /// [`StepRegistry::register_with`]):
+    /// `.step_with("bucket.Resize", &store, |store| Resize { store, size: 0 })`.
+    #[must_use]
+    pub fn step_with<C, S, F>(
+        mut self,
+        class_name: impl Into<String>,
+        captured: &C,
+        factory: F,
+    ) -> Self
+    where
+        C: Clone + Send + Sync + 'static,
+        S: Step,
+        F: Fn(C) -> S + Send + Sync + 'static,
+    {
+        self.registry.register_with(class_name, captured, factory);
         self
     }
 
@@ -245,13 +265,14 @@ impl<R: StateResource> WorkflowManager<R> {
     }
 
     /// An entry for [`crate::StateMachine`]: runs `flow` through
-    /// [`ResourceWorkflow::common_main_enter`]. With `ignore_others`, an uncompleted run of
-    /// another flow is not resumed first.
-    pub fn flow_entry(&self, flow: impl Into<String>, ignore_others: bool) -> FlowEntry<R> {
+    /// [`ResourceWorkflow::common_main_enter`]. It finishes only an uncompleted run of
+    /// `flow` first ([`Resumption::ThisFlow`], the default); choose another policy with
+    /// [`FlowEntry::resumption`].
+    pub fn flow_entry(&self, flow: impl Into<String>) -> FlowEntry<R> {
         FlowEntry {
             manager: self.clone(),
             flow: flow.into(),
-            ignore_others,
+            resumption: Resumption::default(),
         }
     }
 
@@ -287,7 +308,8 @@ impl<R: StateResource> WorkflowManager<R> {
         self.inner.draining.load(Ordering::SeqCst)
     }
 
-    /// Recovery after an interrupt (semantics §8). For a resource in `Interrupt` whose
+    /// Recovery after an interrupt
+    /// ([semantics §10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)). For a resource in `Interrupt` whose
     /// recover strategy asks for it: retries the interrupted step (unless the previous state
     /// is `Rebuild`), clears the interrupt record and restores the previous state, which is
     /// returned. `None` when recovery does not apply. A failed write is an error.
@@ -318,7 +340,31 @@ impl<R: StateResource> WorkflowManager<R> {
 pub struct FlowEntry<R: StateResource> {
     manager: WorkflowManager<R>,
     flow: String,
-    ignore_others: bool,
+    resumption: Resumption,
+}
+
+impl<R: StateResource> FlowEntry<R> {
+    /// Which uncompleted run the entry finishes before it checks its trigger again
+    /// ([semantics §7](../../../docs/SEMANTICS.md#7-resumption-which-run-an-entry-finishes)).
+    ///
+    /// ```
+    /// # use wf_engine::{MemoryResource, Resumption, StaticLoader, WorkflowManager};
+    /// # let manager = WorkflowManager::<MemoryResource>::builder("demo")
+    /// #     .loader(StaticLoader::new().with("demo/R.yaml", "flowName: Rebuild\nsteps:\n  - {className: demo.A, stepName: A}\n"))
+    /// #     .build().unwrap();
+    /// let entry = manager.flow_entry("Rebuild").resumption(Resumption::AbandonOthers);
+    /// assert_eq!(entry.policy(), Resumption::AbandonOthers);
+    /// ```
+    #[must_use]
+    pub fn resumption(mut self, resumption: Resumption) -> Self {
+        self.resumption = resumption;
+        self
+    }
+
+    /// The entry's resumption policy.
+    pub fn policy(&self) -> Resumption {
+        self.resumption
+    }
 }
 
 #[async_trait]
@@ -332,11 +378,15 @@ impl<R: StateResource> MainEnter<R> for FlowEntry<R> {
         };
         let mut workflow = self.manager.resource_workflow(resource).await?;
         workflow
-            .common_main_enter(&self.flow, self.ignore_others, checker)
+            .common_main_enter(&self.flow, self.resumption, checker)
             .await
     }
 
     fn flow_name(&self) -> Option<&str> {
         Some(&self.flow)
+    }
+
+    fn resumption(&self) -> Option<Resumption> {
+        Some(self.resumption)
     }
 }

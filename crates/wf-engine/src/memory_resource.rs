@@ -1,24 +1,49 @@
-//! An in-memory [`StateResource`]: for tests, examples and embedded use.
+//! An in-memory [`StateResource`]: for tests, examples and embedded use. Lost on exit; see
+//! [`crate::FileResourceStore`] for resources that survive a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{AnnotationPatch, ResourceError, ResourceKey, State, StateResource};
 
-/// What the store keeps of a resource.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What the store keeps of a resource (also the JSON document of a
+/// [`crate::FileResourceStore`] file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResourceRecord {
     /// The state.
     pub state: State,
     /// The annotations.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Free-form desired state, for the operator's own use.
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub spec: Value,
     /// Whether the resource is being deleted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleting: bool,
+}
+
+impl ResourceRecord {
+    /// Applies an annotation patch: `Some` sets a key, `None` removes it.
+    pub(crate) fn apply(&mut self, patch: &AnnotationPatch) {
+        for (key, value) in patch {
+            match value {
+                Some(v) => self.annotations.insert(key.clone(), v.clone()),
+                None => self.annotations.remove(key),
+            };
+        }
+    }
+
+    /// Whether the record says the resource is cancelled: being deleted, or annotated
+    /// `cancelled: "true"`.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.deleting || self.annotations.get("cancelled").map(String::as_str) == Some("true")
+    }
 }
 
 /// Resources in memory, shared by clones.
@@ -51,6 +76,13 @@ impl MemoryResourceStore {
             key: key.clone(),
             record,
         })
+    }
+
+    /// A snapshot of a resource, or [`ResourceError::NotFound`]: what a step calls with
+    /// [`crate::StepContext::resource_key`].
+    pub fn fetch(&self, key: &ResourceKey) -> Result<MemoryResource, ResourceError> {
+        self.get(key)
+            .ok_or_else(|| ResourceError::NotFound(key.clone()))
     }
 
     /// Changes a resource in place and returns the new snapshot.
@@ -137,29 +169,13 @@ impl StateResource for MemoryResource {
     }
 
     async fn patch_annotations(&self, patch: &AnnotationPatch) -> Result<Self, ResourceError> {
-        self.store.update(&self.key, |r| {
-            for (key, value) in patch {
-                match value {
-                    Some(v) => r.annotations.insert(key.clone(), v.clone()),
-                    None => r.annotations.remove(key),
-                };
-            }
-        })
+        self.store.update(&self.key, |r| r.apply(patch))
     }
 
     async fn is_cancelled(&self) -> bool {
-        match self.store.get(&self.key) {
-            None => true,
-            Some(fresh) => {
-                fresh.record.deleting
-                    || fresh
-                        .record
-                        .annotations
-                        .get("cancelled")
-                        .map(String::as_str)
-                        == Some("true")
-            }
-        }
+        self.store
+            .get(&self.key)
+            .is_none_or(|fresh| fresh.record.is_cancelled())
     }
 }
 

@@ -21,12 +21,15 @@ pub enum Reconciled {
         /// The unstable state entered.
         to: State,
     },
-    /// A flow ran to its end.
+    /// A flow ran to its end in this call (a new run, or a resumed one); if the resource
+    /// was still in the flow's state and the trigger no longer fired, it was set `Running`.
     FlowCompleted {
         /// The flow.
         flow: String,
     },
-    /// The unstable state's trigger no longer fires: the resource went back to `Running`.
+    /// No run completed in this call and the unstable state's trigger no longer fires: the
+    /// resource went back to `Running`. (When a run completed, the result is
+    /// [`Reconciled::FlowCompleted`].)
     Settled,
     /// A step waits for the outside world.
     Waiting {

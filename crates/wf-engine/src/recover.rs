@@ -1,4 +1,5 @@
-//! Recovery after an interrupt (semantics §8): how a resource asks for it.
+//! Recovery after an interrupt ([semantics §10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)): how a resource asks
+//! for it.
 
 use async_trait::async_trait;
 

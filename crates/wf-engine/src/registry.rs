@@ -1,4 +1,5 @@
-//! The step registry: step factories by class name (semantics §4).
+//! The step registry: step factories by class name
+//! ([semantics §4](../../../docs/SEMANTICS.md#4-flows-and-step-groups)).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,37 @@ impl StepRegistry {
             Arc::new(move || Box::new(factory()) as Box<dyn Step>),
         );
         self
+    }
+
+    /// Registers a class made by `factory` from a clone of `captured`: what a factory
+    /// needs (a store, a client, a shared service) is given once, and each execution's
+    /// instance gets its own clone, so no `let x2 = x.clone()` per factory.
+    ///
+    /// ```
+    /// # use wf_engine::{async_trait, CancellationToken, MemoryResourceStore, Step, StepError, StepOutcome, StepRegistry};
+    /// struct MarkRunning { store: MemoryResourceStore }
+    /// # #[async_trait]
+    /// # impl Step for MarkRunning {
+    /// #     async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> { Ok(StepOutcome::Done) }
+    /// # }
+    /// let store = MemoryResourceStore::new();
+    /// let mut registry = StepRegistry::new();
+    /// registry.register_with("demo.MarkRunning", &store, |store| MarkRunning { store });
+    /// assert!(registry.contains("demo.MarkRunning"));
+    /// ```
+    pub fn register_with<C, S, F>(
+        &mut self,
+        class_name: impl Into<String>,
+        captured: &C,
+        factory: F,
+    ) -> &mut Self
+    where
+        C: Clone + Send + Sync + 'static,
+        S: Step,
+        F: Fn(C) -> S + Send + Sync + 'static,
+    {
+        let captured = captured.clone();
+        self.register(class_name, move || factory(captured.clone()))
     }
 
     /// Registers a class whose steps start from `S::default()`.
@@ -95,6 +127,36 @@ mod tests {
         assert!(registry.create("test.Noop").is_some());
         assert!(registry.create("test.Noop").is_some());
         assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn register_with_gives_every_instance_its_own_clone_of_what_was_captured() {
+        struct Holder(Arc<AtomicUsize>);
+        #[async_trait]
+        impl Step for Holder {
+            async fn do_step(&mut self, _: &CancellationToken) -> Result<StepOutcome, StepError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(StepOutcome::Done)
+            }
+        }
+        let shared = Arc::new(AtomicUsize::new(0));
+        let mut registry = StepRegistry::new();
+        registry.register_with("test.Holder", &shared, Holder);
+        assert_eq!(
+            Arc::strong_count(&shared),
+            2,
+            "one clone kept by the factory"
+        );
+        let one = registry.create("test.Holder");
+        let two = registry.create("test.Holder");
+        assert!(one.is_some() && two.is_some());
+        assert_eq!(
+            Arc::strong_count(&shared),
+            4,
+            "each instance holds its own clone"
+        );
+        drop((one, two));
+        assert_eq!(Arc::strong_count(&shared), 2);
     }
 
     #[test]

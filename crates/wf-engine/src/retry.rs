@@ -53,8 +53,11 @@ impl Backoff {
 /// The retry policy of a flow or a step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
-    /// How many retries a step gets before the flow is interrupted with `MANY_RETRY`; at the
-    /// flow level, also how many times the run may be resumed after a failure (default 10).
+    /// How many times a step may be tried again after it failed (default 10); the failure
+    /// after that interrupts the run with `MANY_RETRY`. Each step's budget is its own; at
+    /// the flow level this is only the default of the flow's steps. A step run again after
+    /// a crash is a resume and does not count (see `maxResumes`,
+    /// [`crate::WorkflowConfig::max_resumes`]).
     pub max_retries: u32,
     /// The backoff between retries; the runtime returns it as a requeue hint and never
     /// sleeps itself.

@@ -102,13 +102,22 @@ pub struct StepRuntime {
         skip_serializing_if = "JsonMap::is_empty"
     )]
     pub context_output: JsonMap,
-    /// How many times the step was retried.
+    /// How many times the step was tried again after it failed (its `maxRetries` budget).
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_zero"
     )]
     pub retry_times: u32,
+    /// How many times the step was run again because the process stopped while it ran (a
+    /// crash, a kill): found `inited` on resume. Not a failure; not counted in
+    /// `retry_times`.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub resume_times: u32,
     /// The last failure's message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -120,13 +129,21 @@ pub struct StepRuntime {
 pub struct WorkflowRuntime {
     /// Where the run is.
     pub flow_status: FlowStatus,
-    /// How many times the run was resumed after a failure or a crash.
+    /// How many times the run was taken up again after a step failed.
     #[serde(
         default,
         deserialize_with = "null_as_default",
         skip_serializing_if = "is_zero"
     )]
     pub retry_times: u32,
+    /// How many times the run was taken up again after the process stopped while a step
+    /// ran (found `running`): the count the flow's `maxResumes` budget bounds.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "is_zero"
+    )]
+    pub resume_times: u32,
     /// The flow run.
     pub flow_name: String,
     /// When the run was created.
@@ -164,6 +181,7 @@ impl WorkflowRuntime {
         WorkflowRuntime {
             flow_status: FlowStatus::Prepared,
             retry_times: 0,
+            resume_times: 0,
             flow_name: flow.name.clone(),
             start_time: Some(now),
             complete_time: None,
@@ -179,6 +197,7 @@ impl WorkflowRuntime {
                     last_step_complete_time: None,
                     context_output: JsonMap::new(),
                     retry_times: 0,
+                    resume_times: 0,
                     last_error: None,
                 })
                 .collect(),

@@ -1,5 +1,5 @@
-//! The state machine (semantics §3): stable states, translations out of them, and one entry
-//! per unstable state.
+//! The state machine ([semantics §3](../../../docs/SEMANTICS.md#3-the-state-machine)):
+//! stable states, translations out of them, and one entry per unstable state.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::{
-    BoxError, Error, Event, Reconciled, ResourceLocks, State, StateResource, WorkflowManager,
+    BoxError, Error, Event, Reconciled, ResourceLocks, Resumption, State, StateResource,
+    WorkflowManager,
 };
 
 /// An event checker: decides from a fresh copy of the resource whether it must leave its
@@ -25,6 +26,11 @@ pub trait MainEnter<R: StateResource>: Send + Sync {
 
     /// The flow the entry runs, if it runs one (for validation).
     fn flow_name(&self) -> Option<&str> {
+        None
+    }
+
+    /// The entry's resumption policy, if it resumes runs (for inspection).
+    fn resumption(&self) -> Option<Resumption> {
         None
     }
 }
@@ -176,6 +182,11 @@ impl<R: StateResource> StateMachine<R> {
             .map(|(s, e)| (s, e.main_enter.flow_name()))
     }
 
+    /// The resumption policy of the entry of `state`, when it has one that resumes runs.
+    pub fn entry_resumption(&self, state: &State) -> Option<Resumption> {
+        self.entries.get(state)?.main_enter.resumption()
+    }
+
     /// The per-resource locks (keyed by namespace and name).
     pub fn locks(&self) -> &ResourceLocks {
         &self.locks
@@ -196,13 +207,16 @@ impl<R: StateResource> StateMachine<R> {
         Ok(())
     }
 
-    /// Runs one step of the machine for `resource` (semantics §3), holding its lock.
+    /// Runs one step of the machine for `resource`
+    /// ([semantics §3](../../../docs/SEMANTICS.md#3-the-state-machine)), holding its lock.
     pub async fn do_state_main_enter(&self, resource: &R) -> Result<Reconciled, Error> {
         let _guard = self.locks.lock(&resource.key()).await;
         self.enter_locked(resource).await
     }
 
-    /// A whole reconcile under the resource's lock: recovery first (§8), then the machine.
+    /// A whole reconcile under the resource's lock: recovery first
+    /// ([semantics §10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)), then the
+    /// machine.
     pub async fn reconcile(
         &self,
         resource: &R,

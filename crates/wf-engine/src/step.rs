@@ -1,4 +1,4 @@
-//! The step trait and its outcomes (semantics §5).
+//! The step trait and its outcomes ([semantics §5](../../../docs/SEMANTICS.md#5-steps-and-their-outcomes)).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -7,13 +7,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::{JsonMap, StepContext};
+use crate::context::output_map;
+use crate::{ContextError, JsonMap, StepContext};
 
 /// What a step's `do_step` reports when it did not fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepOutcome {
     /// The step's work is done; its [`Step::output`] is recorded and the flow moves on.
     Done,
+    /// The step's work is done and this is its output (instead of [`Step::output`]); made
+    /// by [`StepOutcome::done_with`]. Later steps read it with [`StepContext::output`] or
+    /// key by key with [`StepContext::get`].
+    DoneWith(JsonMap),
     /// The step waits for the outside world. The flow is parked as `waiting`, the reconcile
     /// returns success with a requeue hint, and a later reconcile calls the step again.
     Waiting {
@@ -35,6 +40,24 @@ impl StepOutcome {
         StepOutcome::Waiting {
             recheck_after: Some(delay),
         }
+    }
+
+    /// Done, with `output` (a serde struct, or a map with string keys) as the step's
+    /// output. A value that does not serialize into a JSON object is a [`ContextError`],
+    /// which interrupts the run with [`crate::BAD_CONTEXT`] when returned with `?`.
+    ///
+    /// ```
+    /// # use wf_engine::StepOutcome;
+    /// #[derive(serde::Serialize)]
+    /// #[serde(rename_all = "camelCase")]
+    /// struct Allocated { bucket_id: String }
+    ///
+    /// let done = StepOutcome::done_with(&Allocated { bucket_id: "b-1".into() }).unwrap();
+    /// let StepOutcome::DoneWith(map) = done else { unreachable!() };
+    /// assert_eq!(map["bucketId"], "b-1");
+    /// ```
+    pub fn done_with<T: serde::Serialize + ?Sized>(output: &T) -> Result<Self, ContextError> {
+        output_map(output).map(StepOutcome::DoneWith)
     }
 }
 
@@ -119,12 +142,14 @@ where
 /// One step of a flow. A fresh instance is made (by the factory registered for its class
 /// name) for every execution, so fields are free to hold what `init` read.
 ///
-/// The three phases mirror semantics §5: `init` reads the context, `do_step` does the work
-/// (and must stop when `cancel` fires; the engine also drops its future), `output` returns
-/// what later steps see.
+/// The three phases mirror [semantics §5](../../../docs/SEMANTICS.md#5-steps-and-their-outcomes):
+/// `init` reads the context, `do_step` does the work (and must stop when `cancel` fires;
+/// the engine also drops its future), `output` returns what later steps see (or `do_step`
+/// returns it with [`StepOutcome::done_with`]).
 ///
 /// Steps must be idempotent: after a crash a step that had started but not completed is run
-/// again. A step that completed is never run again for the same runtime.
+/// again (a *resume*, not counted as a failure). A step that completed is never run again
+/// for the same runtime.
 #[async_trait]
 pub trait Step: Send + 'static {
     /// Reads what the step needs from the context.
@@ -136,7 +161,8 @@ pub trait Step: Send + 'static {
     /// Does the work.
     async fn do_step(&mut self, cancel: &CancellationToken) -> Result<StepOutcome, StepError>;
 
-    /// Values for later steps' contexts; called once after `do_step` returned `Done`.
+    /// Values for later steps' contexts; called once after `do_step` returned
+    /// [`StepOutcome::Done`] (not after [`StepOutcome::DoneWith`], which carries its own).
     fn output(&self) -> JsonMap {
         JsonMap::new()
     }

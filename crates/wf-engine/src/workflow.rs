@@ -1,5 +1,7 @@
-//! The workflow of one resource (semantics §7): run a flow, resume the last uncompleted
-//! run, retry an interrupted step, and the common entry of every unstable state.
+//! The workflow of one resource: run a flow, resume the last uncompleted run
+//! ([semantics §7](../../../docs/SEMANTICS.md#7-resumption-which-run-an-entry-finishes)),
+//! retry an interrupted step, and the common entry of every unstable state
+//! ([semantics §8](../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state)).
 
 use std::time::Duration;
 
@@ -8,10 +10,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::hook::{HookEvent, HookPoint};
-use crate::memento::MementoCaretaker;
+use crate::memento::{parse_memento_key, MementoCaretaker};
 use crate::{
-    Checker, Error, FlowStatus, JsonMap, Reconciled, ResourceKey, State, StateResource, StepStatus,
-    StoredRuntime, WorkflowManager, WorkflowRuntime,
+    Checker, Error, Event, FlowStatus, JsonMap, Reconciled, ResourceKey, ResumeReport, Resumption,
+    RunRef, State, StateResource, StepStatus, StoredRuntime, WorkflowManager, WorkflowRuntime,
+    ABANDONED, LEFT_UNSTABLE, SUPERSEDED,
 };
 
 /// How a run of a flow ended this time.
@@ -37,6 +40,14 @@ pub enum RunOutcome {
         /// The message.
         message: String,
     },
+}
+
+impl RunOutcome {
+    /// Whether the run is over without an interrupt: [`RunOutcome::Completed`] or
+    /// [`RunOutcome::AlreadyFinished`].
+    pub fn is_completed(&self) -> bool {
+        matches!(self, RunOutcome::Completed | RunOutcome::AlreadyFinished)
+    }
 }
 
 /// What one run did.
@@ -127,14 +138,15 @@ impl<R: StateResource> ResourceWorkflow<R> {
     }
 
     /// Creates a run of `flow` with init context `{_resourceName, _resourceNameSpace}` ∪
-    /// `params` and runs it. An unknown flow is an error.
+    /// `params` and runs it. An unknown flow is an error. An older uncompleted run of the
+    /// same flow is closed first ([`crate::SUPERSEDED`]): it is never resumed after this one.
     pub async fn run(
         &mut self,
         flow: &str,
         params: JsonMap,
         cancel: &CancellationToken,
     ) -> Result<RunReport, Error> {
-        let inner = &self.manager.inner;
+        let inner = self.manager.inner.clone();
         let Some(meta) = inner.catalog.get(flow).cloned() else {
             return Err(Error::UnknownFlow {
                 resource_type: inner.resource_type.clone(),
@@ -151,8 +163,14 @@ impl<R: StateResource> ResourceWorkflow<R> {
             Value::String(self.key.namespace.clone()),
         );
         context.extend(params);
-        let runtime = WorkflowRuntime::new(&meta, context, Utc::now());
         let seq = self.caretaker.next_seq();
+        for old in self.caretaker.uncompleted()? {
+            if old.runtime.flow_name == flow {
+                let reason = format!("{SUPERSEDED}: run {seq} of the same flow started after it");
+                self.close(old, reason).await?;
+            }
+        }
+        let runtime = WorkflowRuntime::new(&meta, context, Utc::now());
         self.caretaker.save(seq, &runtime).await?;
         self.hook(HookPoint::WfInit, seq, &runtime, None, None)
             .await;
@@ -165,34 +183,90 @@ impl<R: StateResource> ResourceWorkflow<R> {
         })
     }
 
-    /// Finishes the uncompleted run with the highest sequence before anything new starts.
-    /// With `ignore_others`, a run of a flow other than `flow` is left alone (`None`).
+    /// Finishes the uncompleted run that `resumption` picks for the entry of `flow`, before
+    /// anything new starts ([semantics §7](../../../docs/SEMANTICS.md#7-resumption-which-run-an-entry-finishes)):
+    ///
+    /// - [`Resumption::AnyFlow`]: the newest uncompleted run of any flow;
+    /// - [`Resumption::ThisFlow`]: the newest uncompleted run of `flow`; runs of other flows
+    ///   are left alone and named in [`ResumeReport::left_alone`];
+    /// - [`Resumption::AbandonOthers`]: the same, and runs of other flows are closed
+    ///   ([`crate::ABANDONED`]) and named in [`ResumeReport::abandoned`].
+    ///
+    /// Under every policy an uncompleted run older than another run of its own flow is
+    /// closed ([`crate::SUPERSEDED`]) instead of being resumed.
     pub async fn run_last_uncompleted(
         &mut self,
         flow: &str,
-        ignore_others: bool,
+        resumption: Resumption,
         cancel: &CancellationToken,
-    ) -> Result<Option<RunReport>, Error> {
-        let Some(stored) = self.caretaker.latest_uncompleted()? else {
-            return Ok(None);
-        };
-        if ignore_others && stored.runtime.flow_name != flow {
-            return Ok(None);
+    ) -> Result<ResumeReport, Error> {
+        let mut report = ResumeReport::default();
+        let mut candidate = None;
+        for stored in self.caretaker.uncompleted()? {
+            let of_this_flow = stored.runtime.flow_name == flow;
+            let run = RunRef {
+                seq: stored.seq,
+                flow: stored.runtime.flow_name.clone(),
+            };
+            if let Some(newer) = self.newest_seq_of(&run.flow).filter(|n| *n > run.seq) {
+                let reason = format!("{SUPERSEDED}: run {newer} of the same flow started after it");
+                self.close(stored, reason).await?;
+                report.superseded.push(run);
+                continue;
+            }
+            if of_this_flow || resumption == Resumption::AnyFlow {
+                // Newest first: the first one is the one to resume; older runs of other
+                // flows wait for their turn (AnyFlow).
+                if candidate.is_none() {
+                    candidate = Some(stored);
+                }
+                continue;
+            }
+            match resumption {
+                Resumption::AbandonOthers => {
+                    let reason = format!(
+                        "{ABANDONED}: the entry of flow `{flow}` abandons uncompleted runs of \
+                         other flows"
+                    );
+                    self.close(stored, reason).await?;
+                    report.abandoned.push(run);
+                }
+                // ThisFlow (AnyFlow took every run above).
+                Resumption::ThisFlow | Resumption::AnyFlow => report.left_alone.push(run),
+            }
         }
-        tracing::info!(resource = %self.key, flow = %stored.runtime.flow_name, seq = stored.seq, "resuming uncompleted run");
-        let flow = stored.runtime.flow_name.clone();
+        for run in &report.left_alone {
+            tracing::warn!(resource = %self.key, flow, %resumption, left_alone = %run, "an uncompleted run of another flow is left alone");
+        }
+        let Some(stored) = candidate else {
+            return Ok(report);
+        };
+        tracing::info!(resource = %self.key, flow = %stored.runtime.flow_name, seq = stored.seq, %resumption, "resuming uncompleted run");
+        let resumed_flow = stored.runtime.flow_name.clone();
         let outcome = self.execute(stored.seq, stored.runtime, cancel).await?;
-        Ok(Some(RunReport {
+        report.resumed = Some(RunReport {
             seq: stored.seq,
-            flow,
+            flow: resumed_flow,
             outcome,
-        }))
+        });
+        Ok(report)
+    }
+
+    /// The highest sequence number stored for `flow` (any status), from the memento keys.
+    fn newest_seq_of(&self, flow: &str) -> Option<u64> {
+        self.caretaker
+            .entries()
+            .keys()
+            .filter_map(|key| parse_memento_key(key))
+            .filter(|(_, f)| *f == flow)
+            .map(|(seq, _)| seq)
+            .max()
     }
 
     /// Makes the interrupted run (the one with the highest sequence, when it is
-    /// `failedAndCompleted`) runnable again: `failed`, its run-level retry counter reset, and
-    /// either every step back to `prepared` (`recoverFromFirstStep`) or the failed step's
-    /// retries reset. Returns whether there was such a run.
+    /// `failedAndCompleted`) runnable again: `failed`, its run-level retry and resume
+    /// counters reset, and either every step back to `prepared` (`recoverFromFirstStep`) or
+    /// the failed step's retries reset. Returns whether there was such a run.
     pub async fn retry_interrupted_step(&mut self) -> Result<bool, Error> {
         let Some(StoredRuntime {
             seq, mut runtime, ..
@@ -211,11 +285,13 @@ impl<R: StateResource> ResourceWorkflow<R> {
             .is_some_and(|f| f.recover_from_first_step);
         runtime.flow_status = FlowStatus::Failed;
         runtime.retry_times = 0;
+        runtime.resume_times = 0;
         runtime.complete_time = None;
         if from_first {
             for step in &mut runtime.running_steps {
                 step.step_status = StepStatus::Prepared;
                 step.retry_times = 0;
+                step.resume_times = 0;
                 step.context_output = JsonMap::new();
             }
         } else if let Some(step) = runtime
@@ -224,19 +300,27 @@ impl<R: StateResource> ResourceWorkflow<R> {
             .find(|s| s.step_status != StepStatus::Completed)
         {
             step.retry_times = 0;
+            step.resume_times = 0;
         }
         self.caretaker.save(seq, &runtime).await?;
         tracing::info!(resource = %self.key, flow = %runtime.flow_name, seq, from_first, "interrupted run made retryable");
         Ok(true)
     }
 
-    /// The entry of every unstable state (semantics §7): check for and watch for
-    /// cancellation, finish the last uncompleted run, then re-check the trigger: no event
-    /// sets `Running`, an event starts a new run of `flow` with the event's parameters.
+    /// The entry of every unstable state ([semantics §8](../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state)):
+    /// check for and watch for cancellation, finish the uncompleted run `resumption` picks,
+    /// then re-check the trigger: no event sets `Running`, an event starts a new run of
+    /// `flow` with the event's parameters.
+    ///
+    /// When a run of `flow` completes (resumed or new) and the resource is still in the
+    /// state it entered with, the trigger is checked at once: no event sets `Running` once
+    /// and the result is [`Reconciled::FlowCompleted`]; an event means the flow would run
+    /// again and again, so the resource is interrupted ([`crate::LEFT_UNSTABLE`]) and the
+    /// call fails with [`Error::FlowLeftStateUnstable`].
     pub async fn common_main_enter(
         &mut self,
         flow: &str,
-        ignore_others: bool,
+        resumption: Resumption,
         checker: &Checker<R>,
     ) -> Result<Reconciled, Error> {
         let scope = self.manager.inner.cancels.scope(
@@ -249,54 +333,90 @@ impl<R: StateResource> ResourceWorkflow<R> {
         if self.resource.is_cancelled().await {
             cancel.cancel();
         }
+        let entered = self.resource.state().effective();
 
-        let skipped = if ignore_others {
-            self.caretaker
-                .latest_uncompleted()?
-                .filter(|s| s.runtime.flow_name != flow)
-        } else {
-            None
-        };
-        if let Some(report) = self
-            .run_last_uncompleted(flow, ignore_others, &cancel)
-            .await?
-        {
-            if !matches!(
-                report.outcome,
-                RunOutcome::Completed | RunOutcome::AlreadyFinished
-            ) {
+        let resumed = self.run_last_uncompleted(flow, resumption, &cancel).await?;
+        let mut completed = None;
+        if let Some(report) = resumed.resumed {
+            if !report.outcome.is_completed() {
                 return Ok(report.into());
             }
+            completed = Some(report);
         }
 
         let fresh = self.resource.fetch().await?;
-        let event = checker(&fresh).map_err(|source| Error::Checker {
-            resource: self.key.clone(),
-            state: fresh.state().effective(),
-            source,
-        })?;
-        let Some(event) = event else {
+        if let Some(done) = &completed {
+            if fresh.state().effective() != entered {
+                // The completed run moved the resource on (usually to a stable state).
+                return Ok(Reconciled::FlowCompleted {
+                    flow: done.flow.clone(),
+                });
+            }
+        }
+        let Some(event) = self.check(checker, &fresh)? else {
             fresh.update_state(State::RUNNING).await?;
-            tracing::info!(resource = %self.key, flow, "trigger no longer fires; back to Running");
-            return Ok(Reconciled::Settled);
+            return Ok(match completed {
+                Some(done) => {
+                    tracing::info!(resource = %self.key, flow = %done.flow, "flow completed; trigger no longer fires; Running");
+                    Reconciled::FlowCompleted { flow: done.flow }
+                }
+                None => {
+                    tracing::info!(resource = %self.key, flow, "trigger no longer fires; back to Running");
+                    Reconciled::Settled
+                }
+            });
         };
-        if let Some(old) = skipped {
-            self.supersede(old, flow).await?;
+        if let Some(done) = completed.filter(|done| done.flow == flow) {
+            return self.left_unstable(done, entered).await;
         }
         let report = self.run(flow, event.params, &cancel).await?;
+        if !report.outcome.is_completed() {
+            return Ok(report.into());
+        }
+        let fresh = self.resource.fetch().await?;
+        if fresh.state().effective() != entered {
+            return Ok(report.into());
+        }
+        if self.check(checker, &fresh)?.is_some() {
+            return self.left_unstable(report, entered).await;
+        }
+        fresh.update_state(State::RUNNING).await?;
+        tracing::info!(resource = %self.key, flow, "flow completed in its unstable state; trigger no longer fires; Running");
         drop(scope);
         Ok(report.into())
     }
 
-    /// Closes an uncompleted run that a new run of another flow replaces, so that it cannot
-    /// be resumed much later by an unrelated entry.
-    async fn supersede(&mut self, old: StoredRuntime, by_flow: &str) -> Result<(), Error> {
+    fn check(&self, checker: &Checker<R>, fresh: &R) -> Result<Option<Event>, Error> {
+        checker(fresh).map_err(|source| Error::Checker {
+            resource: self.key.clone(),
+            state: fresh.state().effective(),
+            source,
+        })
+    }
+
+    /// A run of the entry's flow completed, the resource is still in `state` and the
+    /// trigger fires again: interrupt the resource rather than loop, and fail.
+    async fn left_unstable(&mut self, done: RunReport, state: State) -> Result<Reconciled, Error> {
+        let error = Error::FlowLeftStateUnstable {
+            resource: self.key.clone(),
+            flow: done.flow,
+            seq: done.seq,
+            state,
+        };
+        tracing::error!(resource = %self.key, %error, "flow left its unstable state's trigger firing");
+        self.record_interrupt(LEFT_UNSTABLE, &error.to_string())
+            .await?;
+        Err(error)
+    }
+
+    /// Closes an uncompleted run that must never be resumed: `failedAndCompleted`, with
+    /// `reason` as its error.
+    async fn close(&mut self, old: StoredRuntime, reason: String) -> Result<(), Error> {
         let mut runtime = old.runtime;
         runtime.flow_status = FlowStatus::FailedAndCompleted;
         runtime.complete_time = Some(Utc::now());
-        runtime.error_message =
-            format!("SUPERSEDED: left uncompleted when flow `{by_flow}` started");
-        tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, by_flow, "closing superseded run");
+        tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, %reason, "closing an uncompleted run");
+        runtime.error_message = reason;
         self.caretaker.save(old.seq, &runtime).await?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Crash safety across processes: a child process runs a 5-step flow on the file store and
 //! aborts inside step 3; a second process resumes it. Steps 1-2 are not executed again,
-//! step 3 runs again, the flow completes, and the memento shows the retry.
+//! step 3 runs again, the flow completes, and the memento shows the resume (not a retry).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,8 +8,8 @@ use std::process::Command;
 
 use wf_engine::{
     async_trait, CancellationToken, FileMementoStore, FlowStatus, JsonMap, MemoryResourceStore,
-    ResourceKey, ResourceRecord, RunOutcome, State, Step, StepError, StepOutcome, StepStatus,
-    WorkflowManager,
+    ResourceKey, ResourceRecord, Resumption, RunOutcome, State, Step, StepError, StepOutcome,
+    StepStatus, WorkflowManager,
 };
 
 const PHASE: &str = "WF_CRASH_TEST_PHASE";
@@ -101,9 +101,10 @@ fn crash_child_process() {
             workflow.run("Five", JsonMap::new(), &token).await.unwrap()
         } else {
             workflow
-                .run_last_uncompleted("Five", false, &token)
+                .run_last_uncompleted("Five", Resumption::AnyFlow, &token)
                 .await
                 .unwrap()
+                .resumed
                 .expect("an uncompleted run to resume")
         };
         assert_eq!(report.outcome, RunOutcome::Completed);
@@ -160,9 +161,12 @@ fn crash_in_step_3_is_resumed_by_a_second_process() {
 
     let run: wf_engine::WorkflowRuntime = serde_json::from_value(stored_run(dir.path())).unwrap();
     assert_eq!(run.flow_status, FlowStatus::Completed);
-    assert_eq!(run.retry_times, 1, "the run was resumed once");
-    let retries: Vec<u32> = run.running_steps.iter().map(|s| s.retry_times).collect();
-    assert_eq!(retries, [0, 0, 1, 0, 0], "step 3 shows its retry");
+    // A crash is a resume, counted apart from failures (it used to count as a retry).
+    assert_eq!(run.resume_times, 1, "the run was resumed once");
+    assert_eq!(run.retry_times, 0, "and never failed");
+    let resumes: Vec<u32> = run.running_steps.iter().map(|s| s.resume_times).collect();
+    assert_eq!(resumes, [0, 0, 1, 0, 0], "step 3 shows its resume");
+    assert!(run.running_steps.iter().all(|s| s.retry_times == 0));
     assert!(run
         .running_steps
         .iter()

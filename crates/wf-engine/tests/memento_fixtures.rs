@@ -84,9 +84,14 @@ async fn resume(memento: &str) -> (RunOutcome, Vec<(String, JsonMap)>, WorkflowR
     );
     let mut workflow = manager.resource_workflow(&resource).await.expect("load");
     let report = workflow
-        .run_last_uncompleted("CreateCluster", false, &CancellationToken::new())
+        .run_last_uncompleted(
+            "CreateCluster",
+            wf_engine::Resumption::ThisFlow,
+            &CancellationToken::new(),
+        )
         .await
         .expect("resume")
+        .resumed
         .expect("the fixture is an uncompleted run");
     assert_eq!(report.seq, 1);
     let stored = store.snapshot("default", "c1-workflow");

@@ -268,6 +268,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: FlowStatus::Running,
             retry_times: 0,
+            resume_times: 0,
             flow_name: "CreateCluster".into(),
             start_time: None,
             complete_time: None,
@@ -280,6 +281,7 @@ mod tests {
                 last_step_complete_time: None,
                 context_output: JsonMap::new(),
                 retry_times: 1,
+                resume_times: 0,
                 last_error: Some("boom".into()),
             }],
         }

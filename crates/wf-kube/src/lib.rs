@@ -86,8 +86,10 @@
 //!     }
 //! }
 //!
+//! /// Init and Creating ask for the flow; the entry checks again before it starts one.
 //! fn needs_create(db: &DbResource) -> Result<Option<Event>, BoxError> {
-//!     Ok((db.state() == State::INIT).then(|| Event::new("Create")))
+//!     let state = db.state().effective();
+//!     Ok((state == State::INIT || state == State::CREATING).then(|| Event::new("Create")))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -116,7 +118,7 @@
 //! let mut machine = StateMachine::new("Db");
 //! machine.register_stable_states([State::RUNNING, State::INTERRUPT, State::INIT]);
 //! machine.register_translate_main_enter(
-//!     State::INIT, needs_create, State::CREATING, manager.flow_entry("Create", false),
+//!     State::INIT, needs_create, State::CREATING, manager.flow_entry("Create"),
 //! );
 //! machine.validate_flows(&manager)?;
 //! let reconciler = Reconciler::new(Arc::new(machine), manager, client.clone());
@@ -131,7 +133,7 @@
 //!         None => break,
 //!     }
 //! }
-//! assert_eq!(decisions, ["transitioned", "settled", "stable"]);
+//! assert_eq!(decisions, ["transitioned", "completed", "stable"]);
 //! assert_eq!(DbResource::get(client, "shop", "orders").await?.state(), State::RUNNING);
 //! # Ok(()) }
 //! ```

@@ -1,4 +1,5 @@
-//! Memento storage in a ConfigMap `<name>-workflow` (semantics §9, §11).
+//! Memento storage in a ConfigMap `<name>-workflow`
+//! ([semantics §12](../../../docs/SEMANTICS.md#12-persistence-retention-and-the-byte-budget)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex as StdMutex};

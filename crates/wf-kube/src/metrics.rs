@@ -50,7 +50,8 @@ struct Inner {
 /// - `wf_flow_runs_finished_total{result="completed"|"interrupted"}`
 /// - `wf_step_completions_total`
 /// - `wf_step_failures_total` (each failure is retried on the next entry)
-/// - `wf_step_retries_total`: step attempts started again (after a failure or a crash)
+/// - `wf_step_retries_total`: step attempts started by a step that failed before (a step
+///   run again after a crash is a resume, not a retry, and is not counted here)
 /// - `wf_interrupts_total{reason}`: the reason is the error text before its first `:`
 /// - `wf_step_duration_seconds` (histogram): from the step's start to its completion, for
 ///   completed steps
@@ -322,6 +323,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: FlowStatus::Running,
             retry_times: 0,
+            resume_times: 0,
             flow_name: "CreateCluster".into(),
             start_time: t0,
             complete_time: None,
@@ -337,6 +339,7 @@ mod tests {
                     last_step_complete_time: t0.map(|t| t + chrono::Duration::milliseconds(*ms)),
                     context_output: JsonMap::new(),
                     retry_times: 0,
+                    resume_times: 0,
                     last_error: None,
                 })
                 .collect(),

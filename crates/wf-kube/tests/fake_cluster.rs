@@ -20,6 +20,7 @@ fn runtime(flow: &str, status: FlowStatus, padding: usize) -> WorkflowRuntime {
     WorkflowRuntime {
         flow_status: status,
         retry_times: 0,
+        resume_times: 0,
         flow_name: flow.into(),
         start_time: None,
         complete_time: None,

@@ -81,8 +81,9 @@ impl Step for InterruptUntilFixed {
     }
 }
 
-/// A new `Db` in state `Init`. (A `Db` with no status at all counts as `Creating`, semantics
-/// §3, and would start its flow on the first reconcile.)
+/// A new `Db` in state `Init`. (A `Db` with no status at all counts as `Creating`,
+/// [semantics §3](../../../docs/SEMANTICS.md#3-the-state-machine), and would start its flow
+/// on the first reconcile.)
 fn new_db(name: &str) -> Db {
     let mut db = Db::new(name, DbSpec { replicas: 1 });
     db.metadata.namespace = Some(NS.into());
@@ -150,9 +151,11 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
     let labels: Vec<_> = decisions.iter().map(Decision::label).collect();
     assert_eq!(
         labels,
-        // The run resumed by the fourth reconcile completes; the trigger no longer fires
-        // (the last step wrote `Running`), so the entry settles (semantics §7).
-        ["transitioned", "waiting", "retry", "settled", "stable"],
+        // The run resumed by the fourth reconcile completes and its last step wrote
+        // `Running`: the result says so, and the state is not written again
+        // ([semantics §8](../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state)).
+        // (It used to say `settled`, after writing `Running` a second time.)
+        ["transitioned", "waiting", "retry", "completed", "stable"],
         "{decisions:?}"
     );
     // Init -> Creating, then the flow parks at the waiting step and asks for its delay.
@@ -226,7 +229,7 @@ async fn five_step_flow_runs_from_init_to_running_through_reconcile_honouring_re
 
     let text = metrics.render();
     for line in [
-        "wf_reconciles_total{result=\"settled\"} 1",
+        "wf_reconciles_total{result=\"completed\"} 1",
         "wf_reconciles_total{result=\"retry\"} 1",
         "wf_reconciles_total{result=\"waiting\"} 1",
         "wf_reconciles_total{result=\"stable\"} 2",
@@ -314,7 +317,13 @@ async fn recover_annotation_resumes_an_interrupted_flow_with_merge_patches_only(
     calls.reset();
     let decisions = drive(&reconciler, &obj).await;
     let labels: Vec<_> = decisions.iter().map(Decision::label).collect();
-    assert_eq!(labels, ["recovered", "settled", "stable"], "{decisions:?}");
+    // The recovered run completes (its last step writes `Running`): `completed`, where it
+    // used to say `settled` after writing the state a second time.
+    assert_eq!(
+        labels,
+        ["recovered", "completed", "stable"],
+        "{decisions:?}"
+    );
     assert_eq!(
         decisions[0].reconciled,
         Some(Reconciled::Recovered {

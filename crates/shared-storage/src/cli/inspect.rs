@@ -30,10 +30,13 @@ struct RunRow {
     seq: u64,
     flow: String,
     status: String,
-    /// How many times the run was resumed after a failure or a crash.
+    /// How many times the run was taken up again after a step failed.
     run_retries: u32,
-    /// Retries of all its steps together.
+    /// Retries of all its steps together (tries after a failure).
     step_retries: u32,
+    /// How many times the run was taken up again after the process stopped while a step
+    /// ran (a crash, a kill): not failures; bounded by the flow's `maxResumes`.
+    resumes: u32,
     steps_done: usize,
     steps_total: usize,
     start: String,
@@ -79,6 +82,7 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
                 status: rt.flow_status.as_str().to_owned(),
                 run_retries: rt.retry_times,
                 step_retries: rt.running_steps.iter().map(|s| s.retry_times).sum(),
+                resumes: rt.resume_times,
                 steps_done: rt.completed_steps(),
                 steps_total: rt.running_steps.len(),
                 start: time(rt.start_time),
@@ -91,17 +95,18 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
         OutputFormat::Json => print_json(&rows),
         OutputFormat::Table => {
             println!(
-                "{:<4} {:<42} {:<19} {:>7} {:>7} {:>6}  {:<20} {:<20}",
-                "SEQ", "FLOW", "STATUS", "RUN-RT", "STEP-RT", "STEPS", "START", "END"
+                "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
+                "SEQ", "FLOW", "STATUS", "RUN-RT", "STEP-RT", "RESUMES", "STEPS", "START", "END"
             );
             for r in &rows {
                 println!(
-                    "{:<4} {:<42} {:<19} {:>7} {:>7} {:>6}  {:<20} {:<20}",
+                    "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
                     r.seq,
                     r.flow,
                     r.status,
                     r.run_retries,
                     r.step_retries,
+                    r.resumes,
                     format!("{}/{}", r.steps_done, r.steps_total),
                     r.start,
                     r.end

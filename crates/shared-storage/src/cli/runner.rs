@@ -1,13 +1,13 @@
 //! Reconciles resources until they are stable: several in parallel (bounded), one flow at a
-//! time per resource (the state machine's per-resource lock), honouring the engine's
-//! requeue hints.
+//! time per resource (the state machine's per-resource lock), each with the engine's
+//! [`ReconcileLoop`], which honours the requeue hints.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wf_engine::{ResourceKey, StateResource};
+use wf_engine::{LoopOutcome, ReconcileLoop, ResourceKey, StateResource};
 
 use crate::crd::annotations;
 use crate::operator::Operator;
@@ -36,57 +36,38 @@ pub enum Settled {
 
 /// The longest pause between two reconciles of one resource in local mode.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// The pause after a failed reconcile that carries no requeue hint.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// How many errors in a row end the attempt to settle a resource.
 const MAX_ERRORS_IN_A_ROW: u32 = 100;
 /// How many reconciles one resource may take at most.
 const MAX_RECONCILES: u32 = 20_000;
 
-/// Reconciles one resource until nothing asks to come back.
+/// Reconciles one resource until nothing asks to come back, with the engine's
+/// [`ReconcileLoop`].
 pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &ResourceKey) -> Settled {
-    let mut errors = 0;
-    for _ in 0..MAX_RECONCILES {
-        let resource =
-            match MpdClusterResource::load(store.clone(), &key.namespace, &key.name).await {
-                Ok(resource) => resource,
-                Err(err) if err.is_not_found() => return Settled::Gone,
-                Err(err) => {
-                    errors += 1;
-                    if errors >= MAX_ERRORS_IN_A_ROW {
-                        return Settled::Failed(err.to_string());
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-        match op.machine.reconcile(&resource, &op.manager).await {
-            Ok(done) => {
-                errors = 0;
-                match done.requeue_after() {
-                    None => break,
-                    Some(pause) => tokio::time::sleep(pause.min(MAX_PAUSE)).await,
-                }
-            }
-            Err(err) => {
-                errors += 1;
-                tracing::debug!(resource = %key, error = %err, "reconcile failed");
-                if errors >= MAX_ERRORS_IN_A_ROW {
-                    return Settled::Failed(err.to_string());
-                }
-                let pause = err.requeue_after().unwrap_or(Duration::from_millis(200));
-                tokio::time::sleep(pause.min(MAX_PAUSE)).await;
-            }
-        }
-    }
-    match MpdClusterResource::load(store, &key.namespace, &key.name).await {
-        Err(err) if err.is_not_found() => Settled::Gone,
-        Err(err) => Settled::Failed(err.to_string()),
-        Ok(resource) => match resource.state().as_str() {
+    let resource = match MpdClusterResource::load(store, &key.namespace, &key.name).await {
+        Ok(resource) => resource,
+        Err(err) if err.is_not_found() => return Settled::Gone,
+        Err(err) => return Settled::Failed(err.to_string()),
+    };
+    let driver = ReconcileLoop::new(op.machine.clone(), op.manager.clone())
+        .max_pause(MAX_PAUSE)
+        .error_pause(ERROR_PAUSE)
+        .max_errors_in_a_row(MAX_ERRORS_IN_A_ROW)
+        .max_reconciles(MAX_RECONCILES);
+    match driver.settle(&resource).await {
+        LoopOutcome::Gone => Settled::Gone,
+        LoopOutcome::Failed(err) => Settled::Failed(err.to_string()),
+        LoopOutcome::Stable(fresh)
+        | LoopOutcome::Unsettled(fresh)
+        | LoopOutcome::Stopped(fresh) => match fresh.state().as_str() {
             "Running" => Settled::Running,
             "Interrupt" => Settled::Interrupted {
-                reason: resource
+                reason: fresh
                     .annotation(annotations::INTERRUPT_REASON)
                     .unwrap_or_default(),
-                message: resource
+                message: fresh
                     .annotation(annotations::INTERRUPT_MESSAGE)
                     .unwrap_or_default(),
             },

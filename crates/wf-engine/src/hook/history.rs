@@ -30,7 +30,8 @@ pub enum HistoryEventType {
     WorkFlowCompleted,
 }
 
-/// One line of the history (semantics §10).
+/// One line of the history
+/// ([semantics §13](../../../../docs/SEMANTICS.md#13-hooks-and-history)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEvent {
     /// The resource's name.
@@ -56,10 +57,18 @@ pub struct HistoryEvent {
     pub step: usize,
     /// How many steps the flow has.
     pub step_count: usize,
-    /// The step's retries (or the run's, for flow events).
+    /// The step's retries after failures (or the run's, for flow events).
     pub retry: u32,
+    /// The step's resumes after a crash (or the run's, for flow events); left out when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumes: u32,
     /// The error, if any.
     pub error: String,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// History that could not be read.
@@ -163,13 +172,14 @@ impl HistoryRecorder {
     pub fn event_line(event: &HookEvent<'_>, event_type: HistoryEventType) -> HistoryEvent {
         let rt = event.runtime;
         let workflow_id = rt.workflow_id();
-        let (step, step_name, start, end, retry) = match event.step_runtime() {
+        let (step, step_name, start, end, retry, resumes) = match event.step_runtime() {
             Some(s) => (
                 event.step.map_or(0, |i| i + 1),
                 s.step_name.clone(),
                 s.step_start_time,
                 s.last_step_complete_time,
                 s.retry_times,
+                s.resume_times,
             ),
             None => (
                 0,
@@ -177,6 +187,7 @@ impl HistoryRecorder {
                 rt.start_time,
                 rt.complete_time,
                 rt.retry_times,
+                rt.resume_times,
             ),
         };
         HistoryEvent {
@@ -192,6 +203,7 @@ impl HistoryRecorder {
             step,
             step_count: rt.running_steps.len(),
             retry,
+            resumes,
             error: event.error.unwrap_or_default().to_owned(),
         }
     }
@@ -246,6 +258,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: FlowStatus::Running,
             retry_times: 0,
+            resume_times: 0,
             flow_name: "Create".into(),
             start_time: Some(DateTime::from_timestamp_millis(1_000).unwrap()),
             complete_time: None,
@@ -258,6 +271,7 @@ mod tests {
                 last_step_complete_time: None,
                 context_output: JsonMap::new(),
                 retry_times: 2,
+                resume_times: 0,
                 last_error: None,
             }],
         }

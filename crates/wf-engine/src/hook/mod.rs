@@ -1,4 +1,5 @@
-//! Hooks: code called at every transition of a runtime (semantics §10), and the default
+//! Hooks: code called at every transition of a runtime
+//! ([semantics §13](../../../../docs/SEMANTICS.md#13-hooks-and-history)), and the default
 //! history recorder.
 
 mod history;
@@ -43,7 +44,9 @@ pub trait WorkflowHook: Send + Sync {
     async fn on_wf_init(&self, event: &HookEvent<'_>) {
         let _ = event;
     }
-    /// A step was marked `inited` and is about to run.
+    /// A step was marked `inited` and is about to run: for the first time, again after a
+    /// failure (its `retry_times` went up) or again after a crash (its `resume_times` went
+    /// up).
     async fn on_step_init(&self, event: &HookEvent<'_>) {
         let _ = event;
     }

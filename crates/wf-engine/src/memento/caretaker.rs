@@ -143,6 +143,14 @@ impl MementoCaretaker {
             .transpose()
     }
 
+    /// Every uncompleted runtime, newest first (usually none or one).
+    pub fn uncompleted(&self) -> Result<Vec<StoredRuntime>, MementoError> {
+        self.entries
+            .uncompleted_newest_first()
+            .map(|(seq, key, json)| self.read(seq, key, json))
+            .collect()
+    }
+
     fn read(&self, seq: u64, key: &str, json: &str) -> Result<StoredRuntime, MementoError> {
         let runtime = serde_json::from_str(json).map_err(|source| MementoError::Corrupt {
             location: format!("{}/{key}", self.name),
@@ -295,6 +303,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: status,
             retry_times: 0,
+            resume_times: 0,
             flow_name: flow.into(),
             start_time: None,
             complete_time: None,

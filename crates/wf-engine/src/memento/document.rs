@@ -97,6 +97,7 @@ fn encode_step_into(out: &mut String, step: &StepRuntime) -> Result<(), serde_js
         last_step_complete_time,
         context_output,
         retry_times,
+        resume_times,
         last_error,
     } = step;
     out.reserve(64 + step_name.len() + 2 * 50);
@@ -109,6 +110,7 @@ fn encode_step_into(out: &mut String, step: &StepRuntime) -> Result<(), serde_js
     push_time(out, "lastStepCompleteTime", last_step_complete_time);
     push_map(out, "contextOutput", context_output)?;
     push_count(out, "retryTimes", *retry_times);
+    push_count(out, "resumeTimes", *resume_times);
     if let Some(error) = last_error {
         push_name(out, "lastError");
         push_json_str(out, error);
@@ -255,6 +257,7 @@ impl RunDocument {
         let WorkflowRuntime {
             flow_status,
             retry_times,
+            resume_times,
             flow_name: _,
             start_time: _,
             complete_time: _,
@@ -272,6 +275,7 @@ impl RunDocument {
         out.push_str(flow_status.as_str());
         out.push('"');
         push_count(&mut out, "retryTimes", *retry_times);
+        push_count(&mut out, "resumeTimes", *resume_times);
         out.push_str(&self.tail.json);
         if !self.steps.is_empty() {
             out.push_str(",\"runningSteps\":[");
@@ -300,6 +304,7 @@ mod tests {
         WorkflowRuntime {
             flow_status: FlowStatus::Failed,
             retry_times: 2,
+            resume_times: 3,
             flow_name: "CreateCluster".into(),
             start_time: Some(t),
             complete_time: Some(t),
@@ -313,6 +318,7 @@ mod tests {
                     last_step_complete_time: Some(t),
                     context_output: JsonMap::from_iter([("k".into(), json!([1, 2]))]),
                     retry_times: 1,
+                    resume_times: 1,
                     last_error: Some("was down".into()),
                 },
                 StepRuntime {
@@ -322,6 +328,7 @@ mod tests {
                     last_step_complete_time: None,
                     context_output: JsonMap::new(),
                     retry_times: 0,
+                    resume_times: 0,
                     last_error: None,
                 },
             ],
@@ -332,6 +339,7 @@ mod tests {
     fn the_document_is_what_serde_writes_for_the_runtime() {
         let mut bare = full();
         bare.retry_times = 0;
+        bare.resume_times = 0;
         bare.start_time = None;
         bare.complete_time = None;
         bare.error_message.clear();

@@ -233,6 +233,14 @@ impl MementoEntries {
         Some((key.seq()?, key.text(), &*stored.json))
     }
 
+    /// Every engine key holding an uncompleted run, newest first: `(seq, key, json)`.
+    pub(crate) fn uncompleted_newest_first(&self) -> impl Iterator<Item = (u64, &str, &str)> {
+        self.unfinished.iter().rev().filter_map(|key| {
+            let stored = self.lookup(&key.0)?;
+            Some((key.seq()?, key.text(), &*stored.json))
+        })
+    }
+
     /// Every engine key by sequence: `(seq, key, json)`.
     pub(crate) fn runs(&self) -> impl Iterator<Item = (u64, &str, &str)> {
         self.merged(false)

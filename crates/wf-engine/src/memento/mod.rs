@@ -1,4 +1,4 @@
-//! Persistence of runtimes (semantics §9): the storage trait, the caretaker that applies
+//! Persistence of runtimes ([semantics §12](../../../../docs/SEMANTICS.md#12-persistence-retention-and-the-byte-budget)): the storage trait, the caretaker that applies
 //! retention and the byte budget, and two stores (in memory, and files).
 //!
 //! A save costs what changed, not the whole history: the caretaker keeps the run it writes as

@@ -32,8 +32,12 @@ pub struct FlowMeta {
     pub recover_from_first_step: bool,
     /// The steps in order.
     pub steps: Vec<StepMeta>,
-    /// The flow-level policy: `max_retries` bounds how often a failed run is resumed.
+    /// The flow-level policy: the defaults of its steps' policies (each step's
+    /// `max_retries` is its own budget; the flow's failures are not counted together).
     pub retry: RetryPolicy,
+    /// `maxResumes`: how many times a run of the flow may be taken up again after the
+    /// process stopped while a step ran; `None` uses [`crate::WorkflowConfig::max_resumes`].
+    pub max_resumes: Option<u32>,
     /// The file the flow was loaded from.
     pub source: PathBuf,
 }
@@ -180,6 +184,7 @@ impl FlowCatalog {
                     recover_from_first_step: doc.recover_from_first_step,
                     steps,
                     retry: flow_policy,
+                    max_resumes: doc.max_resumes,
                     source: path.to_path_buf(),
                 }),
             );

@@ -4,7 +4,8 @@ use serde::Deserialize;
 
 use crate::retry::{BackoffSpec, RetrySpec};
 
-/// A flow file: `flowName`, `recoverFromFirstStep`, `steps`, and optional retry fields.
+/// A flow file: `flowName`, `recoverFromFirstStep`, `steps`, optional retry fields, and
+/// the optional run-level `maxResumes`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct FlowDocument {
@@ -19,6 +20,8 @@ pub(crate) struct FlowDocument {
     pub backoff: Option<BackoffSpec>,
     #[serde(default)]
     pub timeout: Option<String>,
+    #[serde(default)]
+    pub max_resumes: Option<u32>,
 }
 
 /// A `*_step_group.yaml` file: `groupName` and `steps`.

@@ -1,5 +1,5 @@
 //! Flow metadata: the YAML documents, their loader, step-group expansion and the resulting
-//! catalog of flows (semantics §4).
+//! catalog of flows ([semantics §4](../../../../docs/SEMANTICS.md#4-flows-and-step-groups)).
 
 mod catalog;
 mod document;

@@ -1,10 +1,11 @@
-//! Semantics §5 (steps) and §6 (runtime execution).
+//! [Semantics §5](../../../../docs/SEMANTICS.md#5-steps-and-their-outcomes) (steps) and [§6](../../../../docs/SEMANTICS.md#6-runs-statuses-and-saves) (runs).
 
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::support::{harness, key, token, Act, Script};
+use crate::Resumption;
 use crate::{
     Error, FlowStatus, JsonMap, RunOutcome, State, StepStatus, CANCELLED, MANY_RETRY, UNKNOWN_TASK,
 };
@@ -75,11 +76,14 @@ async fn waiting_parks_the_flow_returns_success_and_is_called_again_without_rein
     assert_eq!(rt.flow_status, FlowStatus::Waiting);
     assert_eq!(rt.running_steps[0].step_status, StepStatus::Waiting);
 
-    wf.run_last_uncompleted("F", false, &token()).await.unwrap();
+    wf.run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await
+        .unwrap();
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
     assert_eq!(a.runs(), 3);
@@ -120,9 +124,10 @@ async fn retryable_error_fails_step_and_flow_and_the_next_entry_retries_from_tha
     );
 
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
     assert_eq!((a.runs(), b.runs()), (1, 2));
@@ -140,9 +145,10 @@ async fn panic_in_a_step_is_caught_as_a_retryable_failure_with_its_message() {
         "{err}"
     );
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
 }
@@ -200,9 +206,10 @@ async fn runtime_whose_flow_was_removed_from_metadata_is_marked_completed() {
         .build();
     let mut wf = new.workflow().await;
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
     assert_eq!(
@@ -212,15 +219,19 @@ async fn runtime_whose_flow_was_removed_from_metadata_is_marked_completed() {
 }
 
 #[tokio::test]
-async fn resuming_a_failed_or_running_run_increments_the_flow_retry_count() {
+async fn resuming_a_failed_run_increments_the_flow_retry_count() {
     let a = Script::new([Act::Fail("1"), Act::Fail("2"), Act::Done]);
     let h = harness().flow("F", &["A"]).step("A", &a).build();
     let mut wf = h.workflow().await;
     let _ = wf.run("F", JsonMap::new(), &token()).await;
     assert_eq!(h.last().await.runtime.retry_times, 0);
-    let _ = wf.run_last_uncompleted("F", false, &token()).await;
+    let _ = wf
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await;
     assert_eq!(h.last().await.runtime.retry_times, 1);
-    wf.run_last_uncompleted("F", false, &token()).await.unwrap();
+    wf.run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await
+        .unwrap();
     let rt = h.last().await.runtime;
     assert_eq!(rt.retry_times, 2);
     assert_eq!(rt.running_steps[0].retry_times, 2);
@@ -244,7 +255,7 @@ async fn missing_step_record_is_an_error_naming_flow_run_and_step() {
         .build();
     let mut wf = new.workflow().await;
     let err = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::StepRecordMissing { .. }));
@@ -255,7 +266,10 @@ async fn missing_step_record_is_an_error_naming_flow_run_and_step() {
 }
 
 #[tokio::test]
-async fn step_that_reached_its_max_retries_interrupts_many_retry_without_running() {
+async fn a_step_that_fails_once_more_than_its_max_retries_interrupts_many_retry_at_once() {
+    // Was `step_that_reached_its_max_retries_interrupts_many_retry_without_running`: the
+    // interrupt came one reconcile (and one backoff) after the last allowed try. Now the
+    // failure that exhausts the budget interrupts, with the error.
     let a = Script::new([Act::Fail("flaky")]);
     let h = harness()
         .yaml(
@@ -266,44 +280,29 @@ async fn step_that_reached_its_max_retries_interrupts_many_retry_without_running
         .build();
     let mut wf = h.workflow().await;
     let _ = wf.run("F", JsonMap::new(), &token()).await; // try 1 (retries 0)
-    let _ = wf.run_last_uncompleted("F", false, &token()).await; // try 2 (retries 1)
-    let _ = wf.run_last_uncompleted("F", false, &token()).await; // try 3 (retries 2)
+    let _ = wf
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await; // try 2 (retries 1)
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
-        .unwrap();
-    assert!(
-        matches!(report.outcome, RunOutcome::Interrupted { ref reason, .. } if reason == MANY_RETRY)
-    );
-    assert_eq!(a.runs(), 3);
-    assert_eq!(h.state(), State::INTERRUPT);
-}
-
-#[tokio::test]
-async fn failure_once_the_flow_retry_count_reached_its_max_interrupts_many_retry() {
-    let a = Script::new([Act::Fail("flaky")]);
-    let h = harness()
-        .yaml("t/F.yaml", "flowName: F\nmaxRetries: 2\nsteps:\n  - {className: A, stepName: A, maxRetries: 100}\n")
-        .step("A", &a)
-        .build();
-    let mut wf = h.workflow().await;
-    let _ = wf.run("F", JsonMap::new(), &token()).await;
-    let _ = wf.run_last_uncompleted("F", false, &token()).await; // flow retries 1
-    let report = wf
-        .run_last_uncompleted("F", false, &token())
-        .await
-        .unwrap()
-        .unwrap(); // 2
+        .resumed
+        .unwrap(); // try 3 (retries 2): the budget is spent
     match report.outcome {
         RunOutcome::Interrupted {
             reason, message, ..
         } => {
             assert_eq!(reason, MANY_RETRY);
-            assert!(message.contains("flaky"), "{message}");
+            assert_eq!(
+                message,
+                "step `A` failed 3 times (maxRetries 2); last error: flaky"
+            );
         }
         other => panic!("expected an interrupt, got {other:?}"),
     }
+    assert_eq!(a.runs(), 3);
+    assert_eq!(h.state(), State::INTERRUPT);
 }
 
 #[tokio::test]
@@ -364,7 +363,9 @@ async fn step_init_marks_inited_with_retries_zero_then_plus_one_after_a_failure(
     let calls = h.hook.calls.lock().unwrap().clone();
     assert_eq!(calls[1].point, "step_init");
     assert_eq!(calls[1].flow_status, FlowStatus::Running);
-    let _ = wf.run_last_uncompleted("F", false, &token()).await;
+    let _ = wf
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await;
     assert_eq!(h.last().await.runtime.running_steps[0].retry_times, 1);
 }
 
@@ -379,7 +380,9 @@ async fn every_transition_is_persisted_and_hooked_in_order() {
         .build();
     let mut wf = h.workflow().await;
     let _ = wf.run("F", JsonMap::new(), &token()).await;
-    wf.run_last_uncompleted("F", false, &token()).await.unwrap();
+    wf.run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await
+        .unwrap();
     assert_eq!(
         h.hook.points(),
         [
@@ -430,20 +433,27 @@ async fn completed_step_is_never_executed_again_after_a_crash() {
         .build();
     let mut wf = resumed.workflow().await;
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
     assert_eq!(a.runs(), 1);
     let rt = wf.runtimes().unwrap().pop().unwrap().runtime;
+    // A crash while running is a resume, not a failure (it used to count as a retry).
     assert_eq!(
-        rt.retry_times, 1,
-        "a crash while running counts as a retry of the run"
+        (rt.resume_times, rt.retry_times),
+        (1, 0),
+        "the run was resumed once"
     );
     assert_eq!(
-        rt.running_steps[1].retry_times, 1,
-        "the re-run step shows the retry"
+        (
+            rt.running_steps[1].resume_times,
+            rt.running_steps[1].retry_times
+        ),
+        (1, 0),
+        "the re-run step shows the resume"
     );
 }
 
@@ -487,9 +497,10 @@ async fn step_timeout_is_a_retryable_failure() {
     let err = wf.run("F", JsonMap::new(), &token()).await.unwrap_err();
     assert!(err.to_string().contains("timed out after 30ms"), "{err}");
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed);
 }
@@ -511,9 +522,11 @@ async fn failed_step_returns_its_backoff_delay_as_a_requeue_hint() {
         d1 >= Duration::from_secs(1) && d1 <= Duration::from_secs(2),
         "{d1:?}"
     );
-    let _ = wf.run_last_uncompleted("F", false, &token()).await;
+    let _ = wf
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await;
     let third = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap_err();
     let d3 = third.requeue_after().unwrap();

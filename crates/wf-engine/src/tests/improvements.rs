@@ -1,5 +1,7 @@
-//! Semantics §9 (persistence), §10 (hooks and history) and the engine rows of §11 (where this
-//! engine does better than the original).
+//! [Semantics §12](../../../../docs/SEMANTICS.md#12-persistence-retention-and-the-byte-budget)
+//! (persistence), [§13](../../../../docs/SEMANTICS.md#13-hooks-and-history) (hooks and
+//! history) and [§11](../../../../docs/SEMANTICS.md#11-cancellation-and-draining)
+//! (cancellation): where this engine does better than the original.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,7 @@ use mockall::predicate::function;
 
 use super::support::{always, harness, token, Act, Script, ScriptedStep};
 use crate::memento::{MementoWrite, MockMementoStorage};
+use crate::Resumption;
 use crate::{
     Event, HistoryRecorder, JsonMap, MementoError, MementoStorage, MementoStorageFactory,
     MemoryResource, Reconciled, StaticLoader, WorkflowConfig, WorkflowManager,
@@ -134,7 +137,9 @@ async fn default_history_hook_appends_one_json_line_per_event() {
         .await
         .unwrap();
     let _ = wf.run("F", JsonMap::new(), &token()).await;
-    wf.run_last_uncompleted("F", false, &token()).await.unwrap();
+    wf.run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await
+        .unwrap();
     let events = crate::hook::read_history(&dir.path().join("shared_workflow.txt")).unwrap();
     let types: Vec<_> = events
         .iter()
@@ -230,7 +235,7 @@ async fn watch_event_cancels_a_running_flow_at_once_through_the_manager() {
         Duration::from_secs(2),
         h.workflow()
             .await
-            .common_main_enter("F", false, &always(Event::new("F"))),
+            .common_main_enter("F", Resumption::AnyFlow, &always(Event::new("F"))),
     )
     .await
     .expect("cancelled well before the 5 s poll")
@@ -238,32 +243,6 @@ async fn watch_event_cancels_a_running_flow_at_once_through_the_manager() {
     assert!(
         matches!(out, Reconciled::Interrupted { ref reason, .. } if reason == crate::CANCELLED)
     );
-}
-
-#[tokio::test]
-async fn superseded_uncompleted_run_of_another_flow_is_closed_when_a_new_run_starts() {
-    let w = Script::new([Act::Wait]);
-    let a = Script::new([Act::Done]);
-    let h = harness()
-        .flow("Other", &["W"])
-        .flow("F", &["A"])
-        .step("W", &w)
-        .step("A", &a)
-        .build();
-    let mut wf = h.workflow().await;
-    wf.run("Other", JsonMap::new(), &token()).await.unwrap();
-    let out = wf
-        .common_main_enter("F", true, &always(Event::new("F")))
-        .await
-        .unwrap();
-    assert_eq!(out, Reconciled::FlowCompleted { flow: "F".into() });
-    let runs = h.runtimes().await;
-    assert_eq!(
-        runs[0].runtime.flow_status,
-        crate::FlowStatus::FailedAndCompleted
-    );
-    assert!(runs[0].runtime.error_message.starts_with("SUPERSEDED"));
-    assert_eq!(w.runs(), 1, "the ignored run was not resumed");
 }
 
 /// Collects the names and fields of the spans that were entered.
@@ -309,13 +288,13 @@ async fn tracing_spans_cover_resource_flow_step_and_attempt() {
         crate::State::INIT,
         |_: &MemoryResource| Ok(Some(Event::new("F"))),
         crate::State::CREATING,
-        h.manager.flow_entry("F", false),
+        h.manager.flow_entry("F").resumption(Resumption::AnyFlow),
     );
     let _ = sm.do_state_main_enter(&h.resource).await;
     let _ = h
         .workflow()
         .await
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await;
     let spans = log.0.lock().unwrap().clone();
     assert!(

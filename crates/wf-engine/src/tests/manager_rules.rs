@@ -1,4 +1,4 @@
-//! Semantics §4: the workflow manager.
+//! [Semantics §4](../../../../docs/SEMANTICS.md#4-flows-and-step-groups): the workflow manager.
 
 use serde_json::json;
 

@@ -1,6 +1,7 @@
-//! Semantics §8: recovery after an interrupt.
+//! [Semantics §10](../../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt): recovery after an interrupt.
 
 use super::support::{harness, key, token, Act, Script};
+use crate::Resumption;
 use crate::{FlowStatus, JsonMap, Reconciled, State, StateMachine};
 
 async fn interrupted(state: State) -> (super::support::Harness, Script) {
@@ -47,9 +48,10 @@ async fn recovery_retries_the_interrupted_step_clears_the_record_and_restores_th
     let report = h
         .workflow()
         .await
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(report.outcome, crate::RunOutcome::Completed);
     assert_eq!(b.runs(), 2);

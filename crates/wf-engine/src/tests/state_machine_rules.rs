@@ -1,4 +1,4 @@
-//! Semantics §3: the state machine.
+//! [Semantics §3](../../../../docs/SEMANTICS.md#3-the-state-machine): the state machine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -328,6 +328,17 @@ pub fn always(event: Event) -> crate::Checker<MemoryResource> {
     )
 }
 
+/// A checker that fires `event` the first time only: a request the flow's run served.
+pub fn once(event: Event) -> crate::Checker<MemoryResource> {
+    let fired = std::sync::atomic::AtomicBool::new(false);
+    Arc::new(
+        move |_: &MemoryResource| -> Result<Option<Event>, BoxError> {
+            let first = !fired.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(first.then(|| event.clone()))
+        },
+    )
+}
+
 /// A checker that never fires.
 pub fn never() -> crate::Checker<MemoryResource> {
     Arc::new(|_: &MemoryResource| -> Result<Option<Event>, BoxError> { Ok(None) })

@@ -1,11 +1,12 @@
-//! Semantics §7: the per-resource workflow.
+//! [Semantics §8](../../../../docs/SEMANTICS.md#8-the-entry-of-an-unstable-state): the per-resource workflow and its entry.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{always, flow_yaml, harness, never, token, Act, Script, ScriptedStep};
+use super::support::{always, flow_yaml, harness, never, once, token, Act, Script, ScriptedStep};
+use crate::Resumption;
 use crate::{
     Error, Event, FlowStatus, JsonMap, Reconciled, RunOutcome, State, StepStatus, WorkflowConfig,
 };
@@ -52,39 +53,16 @@ async fn run_last_uncompleted_resumes_the_highest_uncompleted_run() {
     wf.run("F", JsonMap::new(), &token()).await.unwrap();
     wf.run("G", JsonMap::new(), &token()).await.unwrap();
     let report = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!((report.seq, report.flow.as_str()), (2, "G"));
     assert!(
         matches!(report.outcome, RunOutcome::Waiting { .. }),
         "reports whether it waits"
     );
-}
-
-#[tokio::test]
-async fn run_last_uncompleted_with_ignore_others_leaves_another_flows_run_alone() {
-    let a = Script::new([Act::Wait]);
-    let h = harness()
-        .flow("F", &["A"])
-        .flow("G", &["A"])
-        .step("A", &a)
-        .build();
-    let mut wf = h.workflow().await;
-    wf.run("G", JsonMap::new(), &token()).await.unwrap();
-    let runs_before = a.runs();
-    assert!(wf
-        .run_last_uncompleted("F", true, &token())
-        .await
-        .unwrap()
-        .is_none());
-    assert_eq!(a.runs(), runs_before);
-    assert!(wf
-        .run_last_uncompleted("G", true, &token())
-        .await
-        .unwrap()
-        .is_some());
 }
 
 #[tokio::test]
@@ -148,7 +126,7 @@ async fn common_main_enter_returns_when_the_resumed_run_waits() {
     let mut wf = h.workflow().await;
     wf.run("F", JsonMap::new(), &token()).await.unwrap();
     let out = wf
-        .common_main_enter("F", false, &always(Event::new("F")))
+        .common_main_enter("F", Resumption::AnyFlow, &always(Event::new("F")))
         .await
         .unwrap();
     assert_eq!(
@@ -168,7 +146,7 @@ async fn common_main_enter_sets_running_when_the_checker_no_longer_fires() {
     let out = h
         .workflow()
         .await
-        .common_main_enter("F", false, &never())
+        .common_main_enter("F", Resumption::AnyFlow, &never())
         .await
         .unwrap();
     assert_eq!(out, Reconciled::Settled);
@@ -185,8 +163,8 @@ async fn common_main_enter_runs_the_flow_with_the_event_params() {
         .await
         .common_main_enter(
             "F",
-            false,
-            &always(Event::new("F").with_param("modifyClass", true)),
+            Resumption::AnyFlow,
+            &once(Event::new("F").with_param("modifyClass", true)),
         )
         .await
         .unwrap();
@@ -206,7 +184,7 @@ async fn common_main_enter_honours_a_cancel_made_before_it_runs_even_if_the_step
     let out = h
         .workflow()
         .await
-        .common_main_enter("F", false, &always(Event::new("F")))
+        .common_main_enter("F", Resumption::AnyFlow, &always(Event::new("F")))
         .await
         .unwrap();
     assert!(
@@ -240,7 +218,7 @@ async fn common_main_enter_watches_is_cancelled_at_the_configured_interval() {
         Duration::from_secs(10),
         h.workflow()
             .await
-            .common_main_enter("F", false, &always(Event::new("F"))),
+            .common_main_enter("F", Resumption::AnyFlow, &always(Event::new("F"))),
     )
     .await
     .expect("the poll noticed the cancellation")
@@ -311,9 +289,10 @@ async fn draining_lets_the_running_step_finish_then_parks_the_run_without_a_retr
     assert_eq!(c.runs(), 0);
     // While draining, a resumed run parks again before doing anything.
     let again = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert!(matches!(again.outcome, RunOutcome::Waiting { .. }));
     assert_eq!(c.runs(), 0);
@@ -322,9 +301,10 @@ async fn draining_lets_the_running_step_finish_then_parks_the_run_without_a_retr
     manager.set_draining(false);
     let mut wf = manager.resource_workflow(&resource).await.unwrap();
     let done = wf
-        .run_last_uncompleted("F", false, &token())
+        .run_last_uncompleted("F", Resumption::AnyFlow, &token())
         .await
         .unwrap()
+        .resumed
         .unwrap();
     assert_eq!(done.outcome, RunOutcome::Completed);
     assert_eq!((a.runs(), c.runs()), (1, 1));

@@ -302,7 +302,7 @@ pub fn create_machine(
         State::INIT,
         needs_create,
         State::CREATING,
-        manager.flow_entry("Create", false),
+        manager.flow_entry("Create"),
     );
     machine.validate_flows(manager).expect("flows");
     Arc::new(machine)
