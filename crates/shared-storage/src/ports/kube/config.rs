@@ -47,6 +47,20 @@ pub struct KubePortsConfig {
     pub http_retry_pause: Duration,
     /// How long one exec into an instance container may take. Default 60 s.
     pub exec_timeout: Duration,
+    /// How many times a read-modify-write of a shared object (the id/port ConfigMap, the
+    /// parameter ConfigMaps) is tried when its write loses an optimistic-concurrency race
+    /// (HTTP 409), the first try included. Default 10.
+    pub conflict_attempts: u32,
+    /// The pause after the first lost race; each further pause doubles (up to 1 s) and is
+    /// jittered, so that racing writers drift apart. Default 20 ms.
+    pub conflict_backoff: Duration,
+    /// The range the CM's host ports are allocated from when the id/port ConfigMap has no
+    /// `polarbox.mpd.external.port.range` annotation (`a-b`, `a+n` or one port). Default
+    /// `36000-39999`.
+    pub external_port_range: String,
+    /// The range the engine port must lie in when the id/port ConfigMap has no
+    /// `polarbox.novip.engine.port.range` annotation. Default `5400-5800`.
+    pub engine_port_range: String,
 }
 
 impl Default for KubePortsConfig {
@@ -67,6 +81,10 @@ impl Default for KubePortsConfig {
             http_retries: 3,
             http_retry_pause: Duration::from_secs(2),
             exec_timeout: Duration::from_secs(60),
+            conflict_attempts: 10,
+            conflict_backoff: Duration::from_millis(20),
+            external_port_range: "36000-39999".into(),
+            engine_port_range: "5400-5800".into(),
         }
     }
 }

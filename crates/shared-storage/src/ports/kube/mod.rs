@@ -5,11 +5,48 @@
 //! One file per port, beside the simulators of [`crate::ports::sim`]. Nothing here waits for
 //! the outside world in a loop: a pod that is not Ready, a CM that is not running, an SMS job
 //! in progress is [`crate::ports::Progress::Pending`], asked again on the next reconcile.
+//!
+//! Every adapter is built as `new(client, Arc<KubePortsConfig>)`:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use shared_storage::ports::kube::{KubeIdAllocator, KubePortsConfig};
+//! use shared_storage::ports::IdAllocator;
+//!
+//! let client = kube::Client::try_default().await?;
+//! let ids = KubeIdAllocator::new(client, Arc::new(KubePortsConfig::default()));
+//! let fresh = ids.next_ids(3).await?;
+//! assert_eq!(fresh.len(), 3);
+//! # Ok(())
+//! # }
+//! ```
 
+mod accounts;
+mod api_error;
+mod catalog;
+mod cluster_store;
 mod cm_api;
 mod config;
+mod conflict;
+mod controller_map;
+#[cfg(test)]
+mod fake_api;
+mod ids;
+mod nodes;
+mod owner;
+mod params;
+mod port_allocator;
+mod port_range;
 
+pub use accounts::KubeAccountStore;
+pub use catalog::{KubeClassCatalog, KubeVersionCatalog};
+pub use cluster_store::KubeClusterStore;
 pub use cm_api::CmApi;
 #[cfg(test)]
 pub use cm_api::MockCmApi;
 pub use config::KubePortsConfig;
+pub use ids::KubeIdAllocator;
+pub use nodes::KubeNodeInventory;
+pub use params::KubeParamStore;
+pub use port_allocator::KubePortAllocator;
