@@ -530,3 +530,6 @@ impl ClusterManager for KubeClusterManager {
         self.api.status(&url).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,7 +82,7 @@ pub(crate) enum HttpFailure {
         cause: String,
     },
     /// The server answered 5xx on every attempt.
-    #[error("{method} {path}: HTTP {status} after {attempts} attempt(s): {message}")]
+    #[error("{method} {path}: HTTP {} after {attempts} attempt(s): {message}", .status.as_u16())]
     ServerError {
         /// The method.
         method: Method,
