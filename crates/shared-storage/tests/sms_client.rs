@@ -235,14 +235,26 @@ async fn the_write_lock_polls_topo_until_the_node_holds_it() {
 async fn a_write_lock_while_another_job_holds_the_pvc_is_pending() {
     let e = env().await;
     e.sms.set_ready_after(3);
-    assert!(pending(
-        &e.storage.use_storage(&request("c1")).await.unwrap()
-    ));
+    // A job this adapter has no record of (started by someone else) locks the PVC.
+    let other =
+        KubeStorageManager::new(kube().await, Arc::new(config(Some(e.sms.base_url())))).unwrap();
+    assert!(pending(&other.use_storage(&request("c1")).await.unwrap()));
     let progress = e.storage.set_write_lock(&pvc(), "node-1").await.unwrap();
     match progress {
         Progress::Pending { reason } => assert!(reason.contains("locked by wfl"), "{reason}"),
         other => panic!("expected pending, got {other:?}"),
     }
+    // A use job of its own that still runs keeps the lock waiting too.
+    let e = env().await;
+    e.sms.set_ready_after(3);
+    assert!(pending(
+        &e.storage.use_storage(&request("c1")).await.unwrap()
+    ));
+    match e.storage.set_write_lock(&pvc(), "node-1").await.unwrap() {
+        Progress::Pending { reason } => assert!(reason.contains("still running"), "{reason}"),
+        other => panic!("expected pending, got {other:?}"),
+    }
+    assert!(e.sms.requests_to("/pvcs/lock").is_empty());
 }
 
 #[tokio::test]
@@ -494,4 +506,36 @@ async fn a_missing_sms_service_is_not_found() {
         err.to_string().contains("kube-system/polardb-sms-manager"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_format_that_finished_unseen_is_recorded_before_another_job_replaces_it() {
+    let e = env().await;
+    e.sms.set_ready_after(0);
+    // The format is started; its end is never polled through use_storage.
+    assert!(pending(
+        &e.storage.use_storage(&request("c1")).await.unwrap()
+    ));
+    assert!(pending(
+        &e.storage.set_write_lock(&pvc(), "node-1").await.unwrap()
+    ));
+    assert_eq!(e.sms.pvc(NS, PVC).unwrap().format_count, 1);
+    assert!(e
+        .storage
+        .set_write_lock(&pvc(), "node-1")
+        .await
+        .unwrap()
+        .is_done());
+    // The record kept the format: asking to use the volume again does not format it.
+    assert!(e
+        .storage
+        .use_storage(&request("c1"))
+        .await
+        .unwrap()
+        .is_done());
+    assert_eq!(
+        e.sms.requests_to("/pvcs/use")[1].body["need_format"],
+        json!(false)
+    );
+    assert_eq!(e.sms.pvc(NS, PVC).unwrap().format_count, 1);
 }

@@ -443,6 +443,41 @@ impl KubeStorageManager {
         }
     }
 
+    /// Before another operation replaces a recorded `use` job, polls it once, so that a
+    /// format that finished is recorded and never run again. Returns the record and whether
+    /// the job still runs. A failed or forgotten job is dropped.
+    async fn settle_use(
+        &self,
+        base: &str,
+        pvc: &PvcRef,
+        stored: Stored,
+    ) -> Result<(Stored, bool), PortError> {
+        let Some(job) = stored.record.job.clone().filter(|j| j.op == SmsOp::Use) else {
+            return Ok((stored, false));
+        };
+        let mut record = stored.record.clone();
+        record.job = None;
+        match self
+            .poll::<ReadyReply>(base, "/pvcs/ready", pvc, &job.workflow_id)
+            .await
+        {
+            Ok(Poll::Running) | Ok(Poll::Finished(ReadyReply { is_ready: false })) => {
+                Ok((stored, true))
+            }
+            Ok(Poll::Finished(ReadyReply { is_ready: true })) => {
+                if job.format {
+                    record.formatted_for = Some(job.owner.clone());
+                    record.formatted_volume = Some(job.volume_id.clone());
+                }
+                Ok((self.save(pvc, &stored, record).await?, false))
+            }
+            Ok(Poll::Unknown) | Err(PortError::Rejected { .. }) => {
+                Ok((self.save(pvc, &stored, record).await?, false))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// The owner the SMS records for `pvc`; `None` when it does not know the PVC.
     async fn owner(&self, base: &str, pvc: &PvcRef) -> Result<Option<String>, PortError> {
         let call = Call::get(base, format!("/pvcs/{}", pvc.name))
@@ -508,6 +543,13 @@ impl StorageManager for KubeStorageManager {
     async fn set_write_lock(&self, pvc: &PvcRef, node: &str) -> Result<Progress, PortError> {
         let stored = self.records.load(pvc).await?;
         let base = self.base_url().await?;
+        let (stored, use_running) = self.settle_use(&base, pvc, stored).await?;
+        if use_running {
+            return Ok(Progress::pending(format!(
+                "storage manager: use of {} still running",
+                pvc_name(pvc)
+            )));
+        }
         if let Some(job) = stored
             .record
             .job
@@ -548,6 +590,7 @@ impl StorageManager for KubeStorageManager {
     async fn release(&self, pvc: &PvcRef, owner: &str) -> Result<Progress, PortError> {
         let stored = self.records.load(pvc).await?;
         let base = self.base_url().await?;
+        let (stored, _) = self.settle_use(&base, pvc, stored).await?;
         match self.owner(&base, pvc).await? {
             None => {
                 tracing::info!(pvc = %pvc_name(pvc), "storage manager does not know the pvc; nothing to release");
