@@ -6,5 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod cm;
+pub mod emulator;
 pub mod kubelet;
 pub mod sms;

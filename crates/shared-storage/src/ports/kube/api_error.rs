@@ -42,6 +42,11 @@ pub(crate) fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_already_exists())
 }
 
+/// Whether a call failed because the object does not exist.
+pub(crate) fn not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The settings every production adapter reads: where the system objects live, host paths,
 //! images and resources of what the operator creates, and HTTP timeouts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Settings of the production adapters. `Default` gives the original operator's defaults.
@@ -35,16 +36,38 @@ pub struct KubePortsConfig {
     /// How long an HTTP call (SMS, CM) may take to connect. Default 3 s.
     pub http_connect_timeout: Duration,
     /// How long an HTTP action call (SMS, CM) may take in all. Default 10 s; the CM's
-    /// `add_ins` blocks up to 60 s on the server, so its calls get
+    /// `add_ins` blocks up to 60 s on the server, so it and the other blocking calls get
     /// [`KubePortsConfig::cm_add_ins_timeout`].
     pub http_request_timeout: Duration,
-    /// How long a CM `add_ins` may take (the server waits up to 60 s). Default 75 s.
+    /// How long a CM call that blocks on the server may take: `add_ins` (the server waits
+    /// up to 60 s for the instance), `remove_ins` (20 s) and `switchover` (60 s for the new
+    /// RW). A timeout of these is not retried. Default 75 s.
     pub cm_add_ins_timeout: Duration,
     /// How many times a transient HTTP failure (connect error, timeout, 5xx) is retried
-    /// within one call. Default 3.
+    /// within one call. Default 2. The retries and their pauses hold the step's worker, so
+    /// keep this small: a call that still fails returns an error and the engine's own
+    /// retry with backoff takes over.
     pub http_retries: u32,
-    /// The pause between those retries. Default 2 s.
+    /// The pause between those retries. Default 500 ms.
     pub http_retry_pause: Duration,
+    /// The base URL of the storage-management service (`http://host:port`). `None`
+    /// (default) looks it up: the cluster IP and first port of Service
+    /// `<system_namespace>/polardb-sms-manager`.
+    pub sms_base_url: Option<String>,
+    /// The ClusterRole bound to the cluster manager's service account by the
+    /// ClusterRoleBinding `<namespace>-cluster-manager-rolebinding`. Default
+    /// `polardb4mpd-controller-manager-role` (the original's).
+    pub cm_cluster_role: String,
+    /// The service account the cluster-manager pods run as, one per namespace, created if
+    /// missing and never deleted (other clusters of the namespace share it). Default
+    /// `polardb-cluster-manager`, so that the CM's rights are not given to every pod that
+    /// runs as the namespace's `default` account.
+    pub cm_service_account: String,
+    /// Environment copied into the cluster-manager container: the original passes on the
+    /// operator's own `KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT` and
+    /// `KUBERNETES_ENDPOINTS` when they are set ([`KubePortsConfig::cm_api_server_env_from_process`]).
+    /// Default empty.
+    pub cm_api_server_env: BTreeMap<String, String>,
     /// How long one exec into an instance container may take. Default 60 s.
     pub exec_timeout: Duration,
     /// How many times a read-modify-write of a shared object (the id/port ConfigMap, the
@@ -78,13 +101,36 @@ impl Default for KubePortsConfig {
             http_connect_timeout: Duration::from_secs(3),
             http_request_timeout: Duration::from_secs(10),
             cm_add_ins_timeout: Duration::from_secs(75),
-            http_retries: 3,
-            http_retry_pause: Duration::from_secs(2),
+            http_retries: 2,
+            http_retry_pause: Duration::from_millis(500),
+            sms_base_url: None,
+            cm_cluster_role: "polardb4mpd-controller-manager-role".into(),
+            cm_service_account: "polardb-cluster-manager".into(),
+            cm_api_server_env: BTreeMap::new(),
             exec_timeout: Duration::from_secs(60),
             conflict_attempts: 10,
             conflict_backoff: Duration::from_millis(20),
             external_port_range: "36000-39999".into(),
             engine_port_range: "5400-5800".into(),
         }
+    }
+}
+
+/// The variables of the operator's environment that reach the cluster-manager container.
+pub const CM_API_SERVER_ENV: [&str; 3] = [
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "KUBERNETES_ENDPOINTS",
+];
+
+impl KubePortsConfig {
+    /// Fills [`KubePortsConfig::cm_api_server_env`] from this process's environment (the
+    /// variables of [`CM_API_SERVER_ENV`] that are set).
+    pub fn cm_api_server_env_from_process(mut self) -> Self {
+        self.cm_api_server_env = CM_API_SERVER_ENV
+            .iter()
+            .filter_map(|key| std::env::var(key).ok().map(|v| ((*key).to_owned(), v)))
+            .collect();
+        self
     }
 }

@@ -6,7 +6,19 @@
 //! the outside world in a loop: a pod that is not Ready, a CM that is not running, an SMS job
 //! in progress is [`crate::ports::Progress::Pending`], asked again on the next reconcile.
 //!
-//! Every adapter is built as `new(client, Arc<KubePortsConfig>)`:
+//! | port | adapter | talks to |
+//! |------|---------|----------|
+//! | A [`ClusterStore`](crate::ports::ClusterStore) | [`KubeClusterStore`] | MPDCluster objects (spec by patch, status subresource) |
+//! | B [`IdAllocator`](crate::ports::IdAllocator) | [`KubeIdAllocator`] | ConfigMap `kube-system/polardb4mpd-controller` |
+//! | C [`PortAllocator`](crate::ports::PortAllocator) | [`KubePortAllocator`] | the same ConfigMap, `cloud-provider-port-usage-<node>` |
+//! | D [`StorageManager`](crate::ports::StorageManager) | [`KubeStorageManager`] | the SMS over HTTP; job records in ConfigMaps |
+//! | E [`ClusterManager`](crate::ports::ClusterManager) | [`KubeClusterManager`] | the CM Deployment and its objects; the CM's REST API through [`CmApi`] ([`HttpCmApi`]) |
+//! | I [`AccountStore`](crate::ports::AccountStore) | [`KubeAccountStore`] | account Secrets |
+//! | J [`ParamStore`](crate::ports::ParamStore) | [`KubeParamStore`] | parameter ConfigMaps, templates |
+//! | K [`ClassCatalog`](crate::ports::ClassCatalog), [`VersionCatalog`](crate::ports::VersionCatalog) | [`KubeClassCatalog`], [`KubeVersionCatalog`] | class and minor-version ConfigMaps |
+//! | L [`NodeInventory`](crate::ports::NodeInventory) | [`KubeNodeInventory`] | node conditions |
+//!
+//! Every adapter is built from a client and the shared settings:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,28 +37,37 @@
 mod accounts;
 mod api_error;
 mod catalog;
+mod cluster_manager;
 mod cluster_store;
 mod cm_api;
+mod cm_http;
+mod cm_objects;
 mod config;
 mod conflict;
 mod controller_map;
 #[cfg(test)]
 mod fake_api;
+mod http;
 mod ids;
 mod nodes;
 mod owner;
 mod params;
 mod port_allocator;
 mod port_range;
+mod sms_jobs;
+mod storage;
 
 pub use accounts::KubeAccountStore;
 pub use catalog::{KubeClassCatalog, KubeVersionCatalog};
+pub use cluster_manager::{CmBaseUrlFn, KubeClusterManager};
 pub use cluster_store::KubeClusterStore;
 pub use cm_api::CmApi;
 #[cfg(test)]
 pub use cm_api::MockCmApi;
-pub use config::KubePortsConfig;
+pub use cm_http::HttpCmApi;
+pub use config::{KubePortsConfig, CM_API_SERVER_ENV};
 pub use ids::KubeIdAllocator;
 pub use nodes::KubeNodeInventory;
 pub use params::KubeParamStore;
 pub use port_allocator::KubePortAllocator;
+pub use storage::KubeStorageManager;
