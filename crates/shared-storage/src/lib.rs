@@ -11,4 +11,5 @@ pub mod ports;
 pub mod registration;
 pub mod resource;
 pub mod service;
+pub mod status;
 pub mod steps;

@@ -100,6 +100,10 @@ impl ClusterStore for Meddler {
         self.inner.get(namespace, name).await
     }
 
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
+    }
+
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
         self.before_write(cluster);
         self.inner.update(cluster).await
@@ -130,6 +134,10 @@ impl ReadOnlyWhenSet {
 impl ClusterStore for ReadOnlyWhenSet {
     async fn get(&self, namespace: &str, name: &str) -> Result<MPDCluster, PortError> {
         self.inner.get(namespace, name).await
+    }
+
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
     }
 
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
