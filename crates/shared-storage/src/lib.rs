@@ -1,6 +1,7 @@
 //! The PolarDB shared-storage operator on `wf-engine`.
 #![deny(missing_docs)]
 
+pub mod callbacks;
 pub mod cli;
 pub mod crd;
 pub mod domain;
