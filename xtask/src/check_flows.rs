@@ -503,7 +503,7 @@ mod tests {
             .unwrap_or_else(|p| panic!("{p:?}"));
         assert_eq!(
             summary.line(),
-            "check-flows: 15 flows, 111 steps, 42 classes registered, 41 used"
+            "check-flows: 17 flows, 115 steps, 42 classes registered, 41 used"
         );
         assert_eq!(
             summary.warnings(),

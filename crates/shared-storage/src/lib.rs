@@ -1,6 +1,7 @@
 //! The PolarDB shared-storage operator on `wf-engine`.
 #![deny(missing_docs)]
 
+pub mod callbacks;
 pub mod cli;
 pub mod crd;
 pub mod domain;
@@ -11,4 +12,5 @@ pub mod ports;
 pub mod registration;
 pub mod resource;
 pub mod service;
+pub mod status;
 pub mod steps;

@@ -15,6 +15,7 @@ use shared_storage::ports::sim::{SimConfig, Simulation};
 use shared_storage::ports::{CallRetry, ClusterRef};
 use shared_storage::resource::MpdClusterResource;
 use shared_storage::service::ServiceConfig;
+use shared_storage::status::{Leadership, MonitorConfig, StatusMonitor};
 use wf_engine::hook::HookEvent;
 use wf_engine::{async_trait, RetryPolicy, StateResource, WorkflowConfig, WorkflowHook};
 
@@ -267,5 +268,33 @@ impl Harness {
             .expect("resource workflow")
             .runtimes()
             .expect("runtimes")
+    }
+}
+
+// ---- The status monitor beside the flows ----
+
+impl Harness {
+    /// A status monitor writing through the operator's service and sharing the state
+    /// machine's locks, as the `run` command wires it; folds wait at most 5 s for a flow.
+    pub fn monitor(&self, leadership: Leadership) -> StatusMonitor {
+        self.monitor_with_locks(self.op.machine.locks().clone(), leadership)
+    }
+
+    /// Like [`Harness::monitor`], with locks of its own (a writer that does not serialise
+    /// with the flows, e.g. another process).
+    pub fn monitor_with_locks(
+        &self,
+        locks: wf_engine::ResourceLocks,
+        leadership: Leadership,
+    ) -> StatusMonitor {
+        StatusMonitor::new(
+            self.op.service.clone(),
+            locks,
+            leadership,
+            MonitorConfig {
+                lock_timeout: Duration::from_secs(5),
+                ..MonitorConfig::default()
+            },
+        )
     }
 }

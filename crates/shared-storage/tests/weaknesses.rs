@@ -11,17 +11,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shared_storage::crd::{annotations, MPDCluster};
+use shared_storage::domain::InsType;
 use shared_storage::domain::LoadMode;
 use shared_storage::operator::OperatorBuilder;
 use shared_storage::ports::sim::{SimConfig, SimOutcome, Simulation};
-use shared_storage::ports::{ClusterStore, IdAllocator, PortError, Ports};
+use shared_storage::ports::{
+    ClusterStore, IdAllocator, InsPodSpec, PodManager, PodProgress, PortError, Ports, Progress,
+};
 use shared_storage::registration::{self, RESOURCE_TYPE};
 use shared_storage::resource::MpdClusterResource;
 use shared_storage::service::{ServiceConfig, SharedStorageService};
+use shared_storage::status::{Leadership, SyncOutcome};
 use support::{cluster, Harness, NAME, NS};
 use wf_engine::{
-    async_trait, FlowLoader, FlowStatus, Reconciled, ResourceKey, RetryPolicy, State,
-    StateResource, YamlDirLoader, CANCELLED, MANY_RETRY,
+    async_trait, FlowLoader, FlowStatus, Reconciled, ResourceKey, ResourceLocks, RetryPolicy,
+    State, StateResource, YamlDirLoader, CANCELLED, MANY_RETRY,
 };
 
 // ---- Test doubles of the outside systems ----
@@ -100,6 +104,10 @@ impl ClusterStore for Meddler {
         self.inner.get(namespace, name).await
     }
 
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
+    }
+
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
         self.before_write(cluster);
         self.inner.update(cluster).await
@@ -130,6 +138,10 @@ impl ReadOnlyWhenSet {
 impl ClusterStore for ReadOnlyWhenSet {
     async fn get(&self, namespace: &str, name: &str) -> Result<MPDCluster, PortError> {
         self.inner.get(namespace, name).await
+    }
+
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
     }
 
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
@@ -645,6 +657,220 @@ async fn weakness_21_flow_completes_while_another_writer_changes_the_object_befo
         Some(meddler.meddled().to_string()),
         "no write clobbered the other writer's changes"
     );
+    h.assert_no_step_completed_twice();
+}
+
+// ---- 21. A failover reported mid-step survives the step's save ----
+
+/// A gate in front of a port call: once armed, the next call that gets through stops there
+/// until released.
+#[derive(Clone, Default)]
+struct Gate(Arc<GateInner>);
+
+#[derive(Default)]
+struct GateInner {
+    armed: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn arm(&self) {
+        self.0.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once a call stopped at the gate.
+    async fn entered(&self) {
+        self.0.entered.notified().await;
+    }
+
+    fn release(&self) {
+        self.0.release.notify_one();
+    }
+
+    async fn pass(&self) {
+        if self.0.armed.swap(false, Ordering::SeqCst) {
+            self.0.entered.notify_one();
+            self.0.release.notified().await;
+        }
+    }
+}
+
+/// Pods whose first `Ready` answer after the gate is armed waits at the gate: the step
+/// has loaded the cluster and is about to save the pod's node.
+struct GatedPods {
+    inner: Arc<dyn PodManager>,
+    gate: Gate,
+}
+
+#[async_trait]
+impl PodManager for GatedPods {
+    async fn ensure_pod(&self, spec: &InsPodSpec) -> Result<PodProgress, PortError> {
+        let progress = self.inner.ensure_pod(spec).await?;
+        if matches!(progress, PodProgress::Ready { .. }) {
+            self.gate.pass().await;
+        }
+        Ok(progress)
+    }
+
+    async fn delete_pod(&self, namespace: &str, pod_name: &str) -> Result<Progress, PortError> {
+        self.inner.delete_pod(namespace, pod_name).await
+    }
+
+    async fn label_ins_type(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        ins_type: InsType,
+    ) -> Result<(), PortError> {
+        self.inner
+            .label_ins_type(namespace, pod_name, ins_type)
+            .await
+    }
+}
+
+/// A cluster store that records the leader of every status it writes.
+struct LeaderLog {
+    inner: Arc<dyn ClusterStore>,
+    leaders: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl ClusterStore for LeaderLog {
+    async fn get(&self, namespace: &str, name: &str) -> Result<MPDCluster, PortError> {
+        self.inner.get(namespace, name).await
+    }
+
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
+    }
+
+    async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
+        self.inner.update(cluster).await
+    }
+
+    async fn update_status(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
+        let written = self.inner.update_status(cluster).await?;
+        let leader = written
+            .status
+            .clone()
+            .unwrap_or_default()
+            .leader_instance_id;
+        self.leaders.lock().unwrap().push(leader);
+        Ok(written)
+    }
+}
+
+/// A running cluster with one RO whose pods are gated and whose status writes are logged.
+async fn gated_cluster() -> (Harness, Gate, Arc<Mutex<Vec<String>>>) {
+    let gate = Gate::default();
+    let leaders = Arc::new(Mutex::new(Vec::new()));
+    let h = Harness::created_with_ports(SimConfig::default(), 1, |_, ports| Ports {
+        pods: Arc::new(GatedPods {
+            inner: ports.pods.clone(),
+            gate: gate.clone(),
+        }),
+        clusters: Arc::new(LeaderLog {
+            inner: ports.clusters.clone(),
+            leaders: leaders.clone(),
+        }),
+        ..ports
+    })
+    .await;
+    (h, gate, leaders)
+}
+
+#[tokio::test]
+async fn weakness_21_a_failover_recorded_mid_step_is_still_the_leader_after_the_steps_save() {
+    let (mut h, gate, leaders) = gated_cluster().await;
+    let ro = h.of_type("ro")[0].clone();
+    // A writer outside the flows' lock (another process, or a monitor wired without the
+    // state machine's locks): it records the failover while the step runs.
+    let outside = h.monitor_with_locks(ResourceLocks::new(), Leadership::always());
+    let (sim, cluster_ref) = (h.sim.clone(), h.cluster_ref());
+    gate.arm();
+    // AddRo keeps HA on: the CM may fail over while it runs.
+    h.edit(|cr| cr.spec.follower_num = 2);
+
+    let failover = async {
+        gate.entered().await;
+        assert!(sim.promote(&cluster_ref, &ro.pod_name));
+        let outcome = outside.sync(&cluster_ref).await.unwrap();
+        assert_eq!(outcome, SyncOutcome::Updated { rw_changed: true });
+        let recorded_at = leaders.lock().unwrap().len();
+        assert_eq!(leaders.lock().unwrap().last(), Some(&ro.ins_id));
+        gate.release();
+        recorded_at
+    };
+    let (state, recorded_at) = tokio::join!(h.settle(), failover);
+
+    assert_eq!(state, "Running", "{:?}", h.errors);
+    assert_eq!(
+        h.flows_run().last().map(String::as_str),
+        Some("SharedStorageClusterAddRo")
+    );
+    let after: Vec<String> = leaders.lock().unwrap()[recorded_at..].to_vec();
+    assert!(!after.is_empty(), "the step saved after the failover");
+    assert!(
+        after.iter().all(|leader| *leader == ro.ins_id),
+        "a save wrote a stale leader after the failover: {after:?}"
+    );
+    assert_eq!(h.leader(), ro.ins_id);
+    assert_eq!(h.instances()[&ro.ins_id].ins_type, "rw");
+    assert_eq!(h.of_type("ro").len(), 2, "the old RW and the added RO");
+    h.assert_no_step_completed_twice();
+}
+
+#[tokio::test]
+async fn weakness_21_the_monitor_waits_for_a_running_step_and_records_the_failover_after_it() {
+    let (mut h, gate, leaders) = gated_cluster().await;
+    let ro = h.of_type("ro")[0].clone();
+    let monitor = h.monitor(Leadership::always());
+    let (sim, cluster_ref) = (h.sim.clone(), h.cluster_ref());
+    gate.arm();
+    h.edit(|cr| cr.spec.follower_num = 2);
+
+    let failover = async {
+        gate.entered().await;
+        assert!(sim.promote(&cluster_ref, &ro.pod_name));
+        let writes_mid_step = leaders.lock().unwrap().len();
+        let task = tokio::spawn({
+            let (monitor, cluster_ref) = (monitor.clone(), cluster_ref.clone());
+            async move { monitor.sync(&cluster_ref).await }
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished(), "the monitor waits for the flow's lock");
+        assert_eq!(
+            leaders.lock().unwrap().len(),
+            writes_mid_step,
+            "nothing written mid-step"
+        );
+        gate.release();
+        (writes_mid_step, task.await.unwrap())
+    };
+    let (state, (writes_mid_step, outcome)) = tokio::join!(h.settle(), failover);
+
+    assert_eq!(state, "Running", "{:?}", h.errors);
+    assert!(matches!(
+        outcome,
+        Ok(SyncOutcome::Updated { rw_changed: true })
+    ));
+    let after: Vec<String> = leaders.lock().unwrap()[writes_mid_step..].to_vec();
+    let first_new = after
+        .iter()
+        .position(|leader| *leader == ro.ins_id)
+        .expect("the failover is recorded");
+    assert!(
+        first_new > 0,
+        "the step saved before the monitor wrote: {after:?}"
+    );
+    assert!(
+        after[first_new..].iter().all(|leader| *leader == ro.ins_id),
+        "nothing reverted the failover: {after:?}"
+    );
+    assert_eq!(h.leader(), ro.ins_id);
     h.assert_no_step_completed_twice();
 }
 

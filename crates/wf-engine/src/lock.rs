@@ -32,19 +32,48 @@ impl ResourceLocks {
 
     /// Waits for and takes the lock of `key`.
     pub async fn lock(&self, key: &ResourceKey) -> ResourceLockGuard {
-        let mutex = self
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let mutex = self.entry(key);
         let guard = mutex.lock_owned().await;
         ResourceLockGuard {
             guard: Some(guard),
             key: key.clone(),
             map: self.map.clone(),
         }
+    }
+
+    /// Waits at most `timeout` for the lock of `key`; `None` when it was still held by
+    /// someone else then. A wait that times out leaves no entry behind.
+    ///
+    /// For writers other than the state machine that must serialise with its flows (a
+    /// status monitor, a callback handler) and would rather give up than queue behind a
+    /// long reconcile. Share the machine's locks with them through
+    /// [`StateMachine::locks`](crate::StateMachine::locks).
+    pub async fn lock_timeout(
+        &self,
+        key: &ResourceKey,
+        timeout: std::time::Duration,
+    ) -> Option<ResourceLockGuard> {
+        let mutex = self.entry(key);
+        match tokio::time::timeout(timeout, mutex.lock_owned()).await {
+            Ok(guard) => Some(ResourceLockGuard {
+                guard: Some(guard),
+                key: key.clone(),
+                map: self.map.clone(),
+            }),
+            Err(_elapsed) => {
+                free_if_idle(&self.map, key);
+                None
+            }
+        }
+    }
+
+    fn entry(&self, key: &ResourceKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone()
     }
 
     /// How many resources have a lock entry (held or waited for).
@@ -61,16 +90,21 @@ impl ResourceLocks {
     }
 }
 
+/// Removes the entry of `key` when nobody holds or waits for it.
+fn free_if_idle(map: &Mutex<LockMap>, key: &ResourceKey) {
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    if map
+        .get(key)
+        .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+    {
+        map.remove(key);
+    }
+}
+
 impl Drop for ResourceLockGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map
-            .get(&self.key)
-            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
-        {
-            map.remove(&self.key);
-        }
+        free_if_idle(&self.map, &self.key);
     }
 }
 
@@ -108,6 +142,37 @@ mod tests {
         )
         .await;
         assert!(same.is_err());
+    }
+
+    #[tokio::test]
+    async fn lock_timeout_gives_up_while_held_and_leaves_no_entry() {
+        let locks = ResourceLocks::new();
+        let key = ResourceKey::new("ns", "c1");
+        let held = locks.lock(&key).await;
+        assert!(locks
+            .lock_timeout(&key, Duration::from_millis(20))
+            .await
+            .is_none());
+        assert_eq!(locks.len(), 1, "only the holder's entry");
+        drop(held);
+        assert!(locks.is_empty());
+        let got = locks.lock_timeout(&key, Duration::from_millis(20)).await;
+        assert!(got.is_some(), "free again");
+        assert_eq!(locks.len(), 1);
+        drop(got);
+        assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_clone_of_the_locks_serialises_with_the_original() {
+        let locks = ResourceLocks::new();
+        let shared = locks.clone();
+        let key = ResourceKey::new("ns", "c1");
+        let _held = locks.lock(&key).await;
+        assert!(shared
+            .lock_timeout(&key, Duration::from_millis(20))
+            .await
+            .is_none());
     }
 
     #[tokio::test]

@@ -187,7 +187,25 @@ impl<R: StateResource> StateMachine<R> {
         self.entries.get(state)?.main_enter.resumption()
     }
 
-    /// The per-resource locks (keyed by namespace and name).
+    /// The per-resource locks (keyed by namespace and name) that [`StateMachine::reconcile`]
+    /// and [`StateMachine::do_state_main_enter`] hold for the whole call.
+    ///
+    /// Clones share the locks, so another writer of the same resources (a status monitor,
+    /// a callback handler) serialises with the flows by taking a clone's lock of the
+    /// resource's key before it reads and writes: it never runs in the middle of a step.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wf_engine::{MemoryResource, ResourceKey, StateMachine};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let machine = StateMachine::<MemoryResource>::new("demo");
+    /// let locks = machine.locks().clone(); // hand this to the other writer
+    /// let key = ResourceKey::new("ns", "db1");
+    /// let _guard = locks.lock(&key).await; // a reconcile of ns/db1 would wait here
+    /// assert!(machine.locks().lock_timeout(&key, Duration::from_millis(10)).await.is_none());
+    /// # }
+    /// ```
     pub fn locks(&self) -> &ResourceLocks {
         &self.locks
     }

@@ -220,6 +220,12 @@ pub struct SharedStorageCluster {
     pub mode: LoadMode,
     /// The interrupt record when the cluster is in `Interrupt`.
     pub interrupt: Option<InterruptInfo>,
+    /// `status.leaderInstanceId` of the object the aggregate was loaded from (not written
+    /// back). A save compares it with the stored leader to tell a role change of its own
+    /// from a failover recorded after the load, which it keeps (weakness 21; see
+    /// [`crate::domain::mapping::apply_status`]).
+    #[serde(default)]
+    pub loaded_leader: String,
 }
 
 impl SharedStorageCluster {

@@ -2,7 +2,7 @@
 //! sync_ins_state_from_cm, set_rw, set_ins_state).
 //!
 //! The cluster manager (CM) names instances by endpoint, `clientIP:port`
-//! ([`DbIns::endpoint`]). It is the authority on which instance is the RW (it fails over on
+//! ([`DbIns::endpoint`](super::DbIns::endpoint)). It is the authority on which instance is the RW (it fails over on
 //! its own) and on each engine's phase; these functions fold its reports into the model.
 //! Instances are looked up among the RW, the ROs and the temp ROs: a temp RO that was
 //! added to the CM before the model recording its promotion was saved is still known.
@@ -10,7 +10,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::params::parse_cm_time;
-use super::{DbIns, DomainError, EngineState, SharedStorageCluster};
+use super::{DomainError, EngineState, SharedStorageCluster};
 use crate::ports::CmStatus;
 
 /// Folds a CM status report into the model: first the RW ([`set_rw`] with the CM's RW
@@ -55,25 +55,33 @@ pub fn set_rw(cluster: &mut SharedStorageCluster, endpoint: &str) -> Result<bool
     {
         return Ok(false);
     }
-    let id_at = |map: &std::collections::BTreeMap<String, DbIns>| {
-        map.values()
-            .find(|ins| ins.endpoint() == endpoint)
-            .map(|ins| ins.ins_id.clone())
-    };
-    let new_rw = if let Some(id) = id_at(&cluster.ros) {
-        cluster.ros.remove(&id)
-    } else if let Some(id) = id_at(&cluster.temp_ros) {
-        cluster.temp_ros.remove(&id)
-    } else {
-        None
-    };
-    let Some(new_rw) = new_rw else {
-        return Err(unknown_endpoint(cluster, endpoint));
+    let id = cluster
+        .ros
+        .values()
+        .chain(cluster.temp_ros.values())
+        .find(|ins| ins.endpoint() == endpoint)
+        .map(|ins| ins.ins_id.clone());
+    match id {
+        Some(id) => Ok(set_rw_id(cluster, &id)),
+        None => Err(unknown_endpoint(cluster, endpoint)),
+    }
+}
+
+/// Makes the RO or temp RO `ins_id` the RW, the former RW becoming an RO, as [`set_rw`]
+/// does by endpoint. Returns whether the RW changed: `false` when `ins_id` is already the
+/// RW or names no RO or temp RO (the model is then unchanged).
+pub fn set_rw_id(cluster: &mut SharedStorageCluster, ins_id: &str) -> bool {
+    let new_rw = match cluster.ros.remove(ins_id) {
+        Some(ro) => ro,
+        None => match cluster.temp_ros.remove(ins_id) {
+            Some(temp) => temp,
+            None => return false,
+        },
     };
     if let Some(old_rw) = cluster.rw.replace(new_rw) {
         cluster.ros.insert(old_rw.ins_id.clone(), old_rw);
     }
-    Ok(true)
+    true
 }
 
 /// Records the engine state `state` of every instance at `endpoint` whose current state
@@ -128,6 +136,7 @@ fn unknown_endpoint(cluster: &SharedStorageCluster, endpoint: &str) -> DomainErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DbIns;
     use crate::ports::CmInsStatus;
 
     fn ins(id: &str, ip: &str, state: &str) -> DbIns {
@@ -286,6 +295,17 @@ mod tests {
         assert_eq!(rw.current_state.started_at, "2024-05-01T00:00:01Z");
         assert_eq!(rw.last_state.state, "RUNNING");
         assert!(!set_ins_state(&mut c, "10.0.0.1:5432", "STOPPING", "again", None).unwrap());
+    }
+
+    #[test]
+    fn set_rw_id_swaps_roles_and_ignores_unknown_or_current_ids() {
+        let mut c = cluster();
+        assert!(!set_rw_id(&mut c, "1"), "already the RW");
+        assert!(!set_rw_id(&mut c, "nope"));
+        assert_eq!(c, cluster());
+        assert!(set_rw_id(&mut c, "3"));
+        assert_eq!(c.rw_id(), "3");
+        assert_eq!(c.ros.keys().collect::<Vec<_>>(), ["1", "2"]);
     }
 
     #[test]

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use super::engine_state::set_rw_id;
 use super::{
     image_key, ClassSpec, ContainerResources, DbIns, DomainError, EngineState, ImageInfo, InsType,
     InterruptInfo, LoadMode, SharedStorageCluster, StorageInfo,
 };
 use crate::crd::{
     annotations, ClassInfo, ClusterManagerStatus, EngineStateRecord, InstanceStatus, MPDCluster,
-    NetInfo, ResourceAdditional, VersionCfg,
+    MPDClusterStatus, NetInfo, ResourceAdditional, VersionCfg,
 };
 
 fn cluster_id(cr: &MPDCluster) -> String {
@@ -140,6 +141,7 @@ pub fn load(cr: &MPDCluster, mode: LoadMode) -> Result<SharedStorageCluster, Dom
             .map(|c| c.working_port)
             .filter(|p| *p != 0),
         mode,
+        loaded_leader: status.leader_instance_id.clone(),
         ..SharedStorageCluster::default()
     };
     if mode.modify_class && !spec.class_info_modify_to.class_name.is_empty() {
@@ -298,6 +300,14 @@ pub enum EngineStates {
 
 /// The status the aggregate implies (§2.3 "Save" step 2): logic id, state (when the model
 /// has one), CM port, every instance entry, and the leader.
+///
+/// Roles are the cluster manager's to change (weakness 21): when the stored leader differs
+/// from the one the model was loaded with ([`SharedStorageCluster::loaded_leader`]) and the
+/// model did not change the leader itself, a failover was recorded after the load (by the
+/// status monitor or a callback), and the stored leader is kept: it is made the RW of the
+/// model written ([`set_rw_id`]), so the save neither reverts the failover nor loses its own
+/// changes. A step that changed the leader itself (a switchover it saw the CM complete, the
+/// first RW of a new cluster) writes its own.
 pub fn apply_status(
     model: &SharedStorageCluster,
     cr: &MPDCluster,
@@ -305,6 +315,8 @@ pub fn apply_status(
 ) -> MPDCluster {
     let mut out = cr.clone();
     let previous = cr.status.clone().unwrap_or_default();
+    let rebased = with_recorded_leader(model, &previous.leader_instance_id);
+    let model = rebased.as_ref().unwrap_or(model);
     let mut status = previous.clone();
     status.logic_id = model.logic_ins_id.clone();
     if !model.cluster_status.is_empty() {
@@ -334,13 +346,75 @@ pub fn apply_status(
         entries.insert(id.clone(), instance_status(temp, InsType::TempRo, keep(id)));
     }
     status.db_instance_status = entries;
+    set_leader(&mut status, model);
+    out.status = Some(status);
+    out
+}
+
+fn set_leader(status: &mut MPDClusterStatus, model: &SharedStorageCluster) {
     status.leader_instance_id = model.rw_id().to_owned();
     status.leader_instance_host = model
         .rw
         .as_ref()
         .map(|rw| rw.host.clone())
         .unwrap_or_default();
-    out.status = Some(status);
+}
+
+/// The model with `stored_leader` as its RW, when the stored leader changed since the model
+/// was loaded and the model did not change it; `None` when the model's roles stand.
+fn with_recorded_leader(
+    model: &SharedStorageCluster,
+    stored_leader: &str,
+) -> Option<SharedStorageCluster> {
+    let own_change = model.rw_id() != model.loaded_leader;
+    if stored_leader.is_empty()
+        || stored_leader == model.loaded_leader
+        || stored_leader == model.rw_id()
+        || own_change
+    {
+        return None;
+    }
+    let mut rebased = model.clone();
+    if set_rw_id(&mut rebased, stored_leader) {
+        tracing::info!(
+            cluster = %model.qualified_name(),
+            loaded = %model.loaded_leader,
+            recorded = %stored_leader,
+            "keeping the leader recorded since the load"
+        );
+        Some(rebased)
+    } else {
+        tracing::warn!(
+            cluster = %model.qualified_name(),
+            recorded = %stored_leader,
+            "the recorded leader is not an instance of the model; saving the model's leader"
+        );
+        None
+    }
+}
+
+/// What a cluster-manager report changed in the aggregate, applied to `cr` as a patch of
+/// the status (the status monitor and the callbacks write with it): the leader, and for
+/// every entry whose insId the model has, its `insType` (from where the model holds it)
+/// and its engine states. Entries the model does not know and every other field are left
+/// as stored.
+pub fn apply_reported(model: &SharedStorageCluster, cr: &MPDCluster) -> MPDCluster {
+    let mut out = cr.clone();
+    let status = out.status.get_or_insert_with(MPDClusterStatus::default);
+    let typed = model
+        .rw
+        .iter()
+        .map(|ins| (ins, InsType::Rw))
+        .chain(model.ros.values().map(|ins| (ins, InsType::Ro)))
+        .chain(model.temp_ros.values().map(|ins| (ins, InsType::TempRo)));
+    for (ins, ins_type) in typed {
+        if let Some(entry) = status.db_instance_status.get_mut(&ins.ins_id) {
+            entry.ins_type = ins_type.as_str().to_owned();
+            entry.current_state = engine_record(&ins.current_state);
+            entry.last_state = engine_record(&ins.last_state);
+        }
+    }
+    set_leader(status, model);
     out
 }
 
@@ -494,6 +568,95 @@ mod tests {
         );
         let reloaded = load(&saved_spec_round_trip(), LoadMode::default()).unwrap();
         assert_eq!(reloaded.rw_id(), "1002");
+    }
+
+    /// `cr()` with its leader recorded: 1002.
+    fn led() -> MPDCluster {
+        let mut out = cr();
+        out.status.as_mut().unwrap().leader_instance_id = "1002".into();
+        out
+    }
+
+    /// `led()` after the CM failed over to 1004: 1004 leads, 1002 is an RO.
+    fn failed_over(cr: &MPDCluster) -> MPDCluster {
+        let mut out = cr.clone();
+        let status = out.status.as_mut().unwrap();
+        status.leader_instance_id = "1004".into();
+        status.db_instance_status.get_mut("1004").unwrap().ins_type = "rw".into();
+        status.db_instance_status.get_mut("1002").unwrap().ins_type = "ro".into();
+        out
+    }
+
+    #[test]
+    fn weakness_21_a_save_keeps_a_leader_recorded_after_the_load() {
+        let loaded = led();
+        let mut model = load(&loaded, LoadMode::default()).unwrap();
+        assert_eq!(model.loaded_leader, "1002");
+        model.ros.get_mut("1004").unwrap().installed = true;
+        let stored = failed_over(&loaded);
+        let saved = apply_status(&model, &stored, EngineStates::Keep)
+            .status
+            .unwrap();
+        assert_eq!(saved.leader_instance_id, "1004");
+        assert_eq!(saved.db_instance_status["1004"].ins_type, "rw");
+        assert_eq!(saved.db_instance_status["1002"].ins_type, "ro");
+        assert!(
+            saved.db_instance_status["1004"].installed,
+            "the save's own change is written too"
+        );
+    }
+
+    #[test]
+    fn weakness_21_a_leader_change_of_the_save_itself_is_written() {
+        let loaded = led();
+        let mut model = load(&loaded, LoadMode::default()).unwrap();
+        // The step saw the CM switch over to 1004 and swaps the roles itself.
+        assert!(set_rw_id(&mut model, "1004"));
+        let saved = apply_status(&model, &loaded, EngineStates::Keep)
+            .status
+            .unwrap();
+        assert_eq!(saved.leader_instance_id, "1004");
+        // A model with no leader at load (a new cluster) writes the RW it made.
+        let mut fresh = led();
+        fresh.status.as_mut().unwrap().leader_instance_id.clear();
+        let mut model = load(&fresh, LoadMode::default()).unwrap();
+        assert_eq!(model.loaded_leader, "");
+        model.rw.as_mut().unwrap().installed = true;
+        let saved = apply_status(&model, &fresh, EngineStates::Keep);
+        assert_eq!(saved.status.unwrap().leader_instance_id, "1002");
+    }
+
+    #[test]
+    fn apply_reported_changes_only_roles_states_and_the_leader() {
+        let stored = led();
+        let mut model = load(&stored, LoadMode::default()).unwrap();
+        assert!(set_rw_id(&mut model, "1004"));
+        model.ros.get_mut("1002").unwrap().current_state.state = "FAILED".into();
+        model.ros.get_mut("1002").unwrap().pod_name = "not written".into();
+        let mut with_extra = stored.clone();
+        let extra = InstanceStatus {
+            ins_id: "1009".into(),
+            ins_type: "unknown".into(),
+            ..InstanceStatus::default()
+        };
+        with_extra
+            .status
+            .as_mut()
+            .unwrap()
+            .db_instance_status
+            .insert("1009".into(), extra.clone());
+        let out = apply_reported(&model, &with_extra).status.unwrap();
+        assert_eq!(out.leader_instance_id, "1004");
+        assert_eq!(out.db_instance_status["1004"].ins_type, "rw");
+        let old_rw = &out.db_instance_status["1002"];
+        assert_eq!(old_rw.ins_type, "ro");
+        assert_eq!(old_rw.current_state.state, "FAILED");
+        assert_eq!(old_rw.pod_name, "", "only roles and states are patched");
+        assert_eq!(
+            out.db_instance_status["1009"], extra,
+            "unknown entries stay"
+        );
+        assert_eq!(out.cluster_status, "Running");
     }
 
     fn saved_spec_round_trip() -> MPDCluster {

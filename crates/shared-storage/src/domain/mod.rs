@@ -24,7 +24,7 @@ pub use cluster::{
     image_key, ClassSpec, ContainerResources, DbIns, EngineState, ImageInfo, InsType,
     InterruptInfo, LoadMode, SharedStorageCluster, StorageInfo,
 };
-pub use engine_state::{set_ins_state, set_rw, sync_from_cm};
+pub use engine_state::{set_ins_state, set_rw, set_rw_id, sync_from_cm};
 pub use error::{interrupt, DomainError};
 pub use fs_id::{next_fs_id, next_fs_ids, FS_ID_POOL};
 pub use ids::{compare_ins_ids, ids_needed, layout_ids, IdLayout};

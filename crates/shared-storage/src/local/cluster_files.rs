@@ -278,6 +278,10 @@ impl ClusterStore for FileClusterStore {
         self.read(namespace, name).map_err(|e| e.to_port_error())
     }
 
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        FileClusterStore::list(self).map_err(|e| e.to_port_error())
+    }
+
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
         self.write(cluster, Part::MetaSpec)
             .map_err(|e| e.to_port_error())

@@ -13,6 +13,9 @@ pub trait ClusterStore: Send + Sync {
     /// A fresh copy.
     async fn get(&self, namespace: &str, name: &str) -> Result<MPDCluster, PortError>;
 
+    /// Every MPDCluster, in every namespace (the status monitor's periodic resync).
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError>;
+
     /// Writes spec and metadata (annotations, finalizers); the status is left alone.
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError>;
 

@@ -73,6 +73,7 @@ macro_rules! retrying {
 
 retrying!(ClusterStore {
     fn get(&self, namespace: &str, name: &str) -> MPDCluster;
+    fn list(&self) -> Vec<MPDCluster>;
     fn update(&self, cluster: &MPDCluster) -> MPDCluster;
     fn update_status(&self, cluster: &MPDCluster) -> MPDCluster;
 });

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
@@ -107,6 +107,14 @@ impl ClusterStore for KubeClusterStore {
             .map_err(|e| port_error(CLUSTERS, &format!("mpdcluster {namespace}/{name}"), e))
     }
 
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        Api::<MPDCluster>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .map_err(|e| port_error(CLUSTERS, "mpdclusters in every namespace", e))
+    }
+
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
         let (namespace, name, rv) = identity(cluster)?;
         let meta = &cluster.metadata;
@@ -185,6 +193,31 @@ mod tests {
         let err = store.get("default", "c9").await.unwrap_err();
         assert!(err.is_not_found());
         assert!(err.to_string().contains("default/c9"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn list_returns_the_clusters_of_every_namespace() {
+        let (client, _) = fake_api(vec![
+            json(&cluster("default", "c1")),
+            json(&cluster("team-b", "c2")),
+        ])
+        .await;
+        let store = KubeClusterStore::new(client, Arc::default());
+        let mut names: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.metadata.namespace.unwrap(),
+                    c.metadata.name.unwrap()
+                )
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["default/c1", "team-b/c2"]);
     }
 
     #[tokio::test]

@@ -127,6 +127,14 @@ impl ClusterStore for SimClusterStore {
             .await
     }
 
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.0
+            .call(port::CLUSTERS, "list", String::new(), |w| {
+                Ok(w.clusters.values().cloned().collect())
+            })
+            .await
+    }
+
     async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
         self.0
             .call(port::CLUSTERS, "update", summary(cluster), |w| {
