@@ -9,7 +9,7 @@
 mod cm_api;
 mod config;
 
+pub use cm_api::CmApi;
 #[cfg(test)]
 pub use cm_api::MockCmApi;
-pub use cm_api::CmApi;
 pub use config::KubePortsConfig;
