@@ -8,8 +8,10 @@
 
 mod cm_api;
 mod config;
+mod connect;
 
 pub use cm_api::CmApi;
 #[cfg(test)]
 pub use cm_api::MockCmApi;
 pub use config::KubePortsConfig;
+pub use connect::connect;
