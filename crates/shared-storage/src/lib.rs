@@ -3,6 +3,7 @@
 
 pub mod callbacks;
 pub mod cli;
+pub mod cluster;
 pub mod crd;
 pub mod domain;
 pub mod flows;

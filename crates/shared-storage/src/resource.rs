@@ -1,6 +1,8 @@
 //! `MpdClusterResource`: an MPDCluster as the engine's `StateResource`, over the cluster
-//! store port (port A). Used by the local runner and the flow tests; `wf-kube` provides the
-//! Kubernetes-native equivalent.
+//! store port (port A). The one implementation of the MPDCluster's state semantics: the
+//! local runner and the flow tests use it over the file store and the simulator, the
+//! operator on Kubernetes ([`crate::cluster`]) over the Kubernetes adapter of port A. As a
+//! [`wf_kube::ObjectSnapshot`] its runs are kept in the ConfigMap `<name>-workflow`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +91,14 @@ impl MpdClusterResource {
             key: self.key.clone(),
             message: format!("still conflicting after {WRITE_ATTEMPTS} attempts"),
         })
+    }
+}
+
+impl wf_kube::ObjectSnapshot for MpdClusterResource {
+    type Object = MPDCluster;
+
+    fn object(&self) -> &MPDCluster {
+        &self.cr
     }
 }
 

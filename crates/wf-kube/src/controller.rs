@@ -11,6 +11,14 @@
 //! | resource not found                    | `await_change`, no error       |
 //! | any other error                       | `Err`, `error_policy` requeues |
 //!
+//! Before the state machine, a reconcile passes the [`Watch`] filter (objects it refuses end
+//! at once, label `filtered`) and the optional [`Guard`] (finalizers, deletion), which may end
+//! the reconcile with its own [`Decision`].
+//!
+//! The engine's resource is built from the watched object by a factory: [`Reconciler::new`]
+//! uses [`KubeResource`] (state in a status field); [`Reconciler::with_resource`] takes any
+//! [`StateResource`] (e.g. one written through a repository of the operator's domain).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -58,12 +66,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::Action;
-use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
 use tokio_util::task::TaskTracker;
-use wf_engine::{Reconciled, StateMachine, StateResource, WorkflowManager};
+use wf_engine::{BoxError, Reconciled, StateMachine, StateResource, WorkflowManager};
 
-use crate::{KubeObject, KubeResource, StateField, WorkflowMetrics};
+use crate::{Guard, KubeObject, KubeResource, StateField, Watch, WorkflowMetrics};
 
 /// The runner's settings.
 #[derive(Clone, Debug)]
@@ -103,6 +110,15 @@ pub enum ReconcileError {
     /// The engine failed (a setup error, an API error that is not NotFound, …).
     #[error("reconcile failed: {0}")]
     Engine(#[from] wf_engine::Error),
+    /// The [`Guard`] failed (e.g. a finalizer patch was refused).
+    #[error("reconcile of {resource} failed before the state machine: {source}")]
+    Guard {
+        /// `namespace/name`.
+        resource: String,
+        /// What the guard said.
+        #[source]
+        source: BoxError,
+    },
     /// The reconcile task panicked or was aborted.
     #[error("reconcile of {resource} did not finish: {message}")]
     Task {
@@ -113,21 +129,65 @@ pub enum ReconcileError {
     },
 }
 
-/// What a reconcile decided: the engine's result (`None` when the resource is gone) and when
-/// to come back.
+/// What a reconcile decided: the engine's result (`None` when the state machine did not
+/// run or the step failed) and when to come back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// The engine's result; `None` when the resource was not found or a step failed.
+    /// The engine's result; `None` when the resource was not found, a step failed, or the
+    /// filter or a [`Guard`] ended the reconcile.
     pub reconciled: Option<Reconciled>,
     /// When to reconcile again (`None`: on the next change).
     pub requeue_after: Option<Duration>,
+    /// The label of what ended the reconcile instead of the state machine (`filtered`, or a
+    /// [`Guard`]'s label such as `finalizing`); `None` when the state machine ran.
+    pub handled_by: Option<&'static str>,
+    /// Whether the resource is gone, or let go of everything so the API server deletes it:
+    /// what is cached for it (the memento store) is dropped.
+    pub gone: bool,
 }
 
 impl Decision {
+    /// The label of a reconcile the filter refused.
+    pub const FILTERED: &'static str = "filtered";
+
+    /// A reconcile ended by a [`Guard`] (or the filter) under `label`, coming back after
+    /// `requeue_after` (`None`: on the next change).
+    pub fn handled(label: &'static str, requeue_after: Option<Duration>) -> Self {
+        Decision {
+            reconciled: None,
+            requeue_after,
+            handled_by: Some(label),
+            gone: false,
+        }
+    }
+
+    /// The resource let go of everything (e.g. its finalizer is removed): the API server
+    /// deletes it; nothing is requeued and what is cached for it is dropped.
+    pub fn released(label: &'static str) -> Self {
+        Decision {
+            gone: true,
+            ..Decision::handled(label, None)
+        }
+    }
+
+    /// The resource was not found.
+    pub fn not_found() -> Self {
+        Decision {
+            reconciled: None,
+            requeue_after: None,
+            handled_by: None,
+            gone: true,
+        }
+    }
+
     /// A short label of what happened, for the `wf_reconciles_total{result}` metric:
     /// `stable`, `transitioned`, `completed`, `settled`, `waiting`, `interrupted`,
-    /// `recovered`, `retry` (a retryable step failure) or `not_found`.
+    /// `recovered`, `retry` (a retryable step failure), `not_found`, `filtered`, or the
+    /// label a [`Guard`] gave.
     pub fn label(&self) -> &'static str {
+        if let Some(label) = self.handled_by {
+            return label;
+        }
         match &self.reconciled {
             Some(Reconciled::Stable { .. }) => "stable",
             Some(Reconciled::Transitioned { .. }) => "transitioned",
@@ -136,14 +196,14 @@ impl Decision {
             Some(Reconciled::Waiting { .. }) => "waiting",
             Some(Reconciled::Interrupted { .. }) => "interrupted",
             Some(Reconciled::Recovered { .. }) => "recovered",
-            None if self.is_gone() => "not_found",
+            None if self.gone => "not_found",
             None => "retry",
         }
     }
 
-    /// Whether the resource was not found (deleted).
+    /// Whether the resource is gone (deleted, or released for deletion).
     pub fn is_gone(&self) -> bool {
-        self.reconciled.is_none() && self.requeue_after.is_none()
+        self.gone
     }
 
     /// The controller action.
@@ -161,17 +221,18 @@ pub fn decide(result: Result<Reconciled, wf_engine::Error>) -> Result<Decision, 
         Ok(reconciled) => Ok(Decision {
             requeue_after: reconciled.requeue_after(),
             reconciled: Some(reconciled),
+            handled_by: None,
+            gone: false,
         }),
-        Err(wf_engine::Error::Resource(e)) if e.is_not_found() => Ok(Decision {
-            reconciled: None,
-            requeue_after: None,
-        }),
+        Err(wf_engine::Error::Resource(e)) if e.is_not_found() => Ok(Decision::not_found()),
         Err(e) => match e.requeue_after() {
             Some(delay) => {
                 tracing::warn!(error = %e, ?delay, "retryable step failure");
                 Ok(Decision {
                     reconciled: None,
                     requeue_after: Some(delay),
+                    handled_by: None,
+                    gone: false,
                 })
             }
             None => Err(ReconcileError::Engine(e)),
@@ -179,24 +240,36 @@ pub fn decide(result: Result<Reconciled, wf_engine::Error>) -> Result<Decision, 
     }
 }
 
-/// Runs the state machine of `K` for each reconcile of the controller.
-pub struct Reconciler<K: KubeObject, F: StateField<K>> {
-    machine: Arc<StateMachine<KubeResource<K, F>>>,
-    manager: WorkflowManager<KubeResource<K, F>>,
+/// Builds the engine's resource from a watched object.
+type Factory<K, R> = Arc<dyn Fn(&kube::Client, K) -> R + Send + Sync>;
+
+/// Runs the state machine of the resource `R` built from each watched `K`.
+///
+/// `R` is [`KubeResource<K, F>`] with [`Reconciler::new`], or any [`StateResource`] with
+/// [`Reconciler::with_resource`].
+pub struct Reconciler<K: KubeObject, R: StateResource> {
+    machine: Arc<StateMachine<R>>,
+    manager: WorkflowManager<R>,
     client: kube::Client,
+    factory: Factory<K, R>,
+    watch: Watch<K>,
+    guard: Option<Arc<dyn Guard<K>>>,
     config: Config,
     metrics: Option<Arc<WorkflowMetrics>>,
     /// The reconciles in flight, so a shutdown can wait for the last one.
     in_flight: TaskTracker,
 }
 
-impl<K: KubeObject, F: StateField<K>> Clone for Reconciler<K, F> {
+impl<K: KubeObject, R: StateResource> Clone for Reconciler<K, R> {
     /// A handle on the same machine, manager, metrics and in-flight reconciles.
     fn clone(&self) -> Self {
         Reconciler {
             machine: self.machine.clone(),
             manager: self.manager.clone(),
             client: self.client.clone(),
+            factory: self.factory.clone(),
+            watch: self.watch.clone(),
+            guard: self.guard.clone(),
             config: self.config.clone(),
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
@@ -204,17 +277,36 @@ impl<K: KubeObject, F: StateField<K>> Clone for Reconciler<K, F> {
     }
 }
 
-impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
-    /// A reconciler with the default [`Config`].
+impl<K: KubeObject, F: StateField<K>> Reconciler<K, KubeResource<K, F>> {
+    /// A reconciler of [`KubeResource`]s with the default [`Config`] and [`Watch`].
     pub fn new(
         machine: Arc<StateMachine<KubeResource<K, F>>>,
         manager: WorkflowManager<KubeResource<K, F>>,
         client: kube::Client,
     ) -> Self {
+        Reconciler::with_resource(machine, manager, client, |client, object| {
+            KubeResource::new(client.clone(), object)
+        })
+    }
+}
+
+impl<K: KubeObject, R: StateResource> Reconciler<K, R> {
+    /// A reconciler whose engine resource is `factory(client, object)` for each watched
+    /// object (the controller's copy; the engine reads the resource fresh before it decides
+    /// anything), with the default [`Config`] and [`Watch`].
+    pub fn with_resource(
+        machine: Arc<StateMachine<R>>,
+        manager: WorkflowManager<R>,
+        client: kube::Client,
+        factory: impl Fn(&kube::Client, K) -> R + Send + Sync + 'static,
+    ) -> Self {
         Reconciler {
             machine,
             manager,
             client,
+            factory: Arc::new(factory),
+            watch: Watch::default(),
+            guard: None,
             config: Config::default(),
             metrics: None,
             in_flight: TaskTracker::new(),
@@ -235,9 +327,26 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         self
     }
 
+    /// Replaces what the controller watches (selectors, filter, owned types).
+    pub fn with_watch(mut self, watch: Watch<K>) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Runs `guard` before the state machine in every reconcile the filter admits.
+    pub fn with_guard(mut self, guard: impl Guard<K>) -> Self {
+        self.guard = Some(Arc::new(guard));
+        self
+    }
+
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// What the controller watches.
+    pub fn watch(&self) -> &Watch<K> {
+        &self.watch
     }
 
     /// The metrics counting reconciles, if any.
@@ -250,19 +359,43 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         &self.client
     }
 
-    /// One reconcile, returning the full decision: the state machine (recovery first) under
-    /// the resource's lock. `obj` may be a stale copy (the controller's cache): the engine
-    /// reads the object fresh before it decides anything, and a resource that is gone ends
-    /// the reconcile quietly.
+    /// One reconcile, returning the full decision: the filter, the guard, then the state
+    /// machine (recovery first) under the resource's lock. `obj` may be a stale copy (the
+    /// controller's cache): the engine reads the object fresh before it decides anything,
+    /// and a resource that is gone ends the reconcile quietly.
     pub async fn decide(&self, obj: &K) -> Result<Decision, ReconcileError> {
-        let resource = KubeResource::<K, F>::new(self.client.clone(), obj.clone());
-        let decision = decide(self.machine.reconcile(&resource, &self.manager).await);
-        if decision.as_ref().is_ok_and(Decision::is_gone) {
-            // Gone: drop what is cached for it (the memento store).
-            self.manager.forget(&resource.key());
-        }
+        let decision = self.decide_inner(obj).await;
         if let Some(metrics) = &self.metrics {
             metrics.record_reconcile(decision.as_ref().map_or("error", Decision::label));
+        }
+        decision
+    }
+
+    async fn decide_inner(&self, obj: &K) -> Result<Decision, ReconcileError> {
+        if !self.watch.admits(obj) {
+            return Ok(Decision::handled(Decision::FILTERED, None));
+        }
+        let key = wf_engine::ResourceKey::new(obj.namespace().unwrap_or_default(), obj.name_any());
+        let decision = match &self.guard {
+            Some(guard) => guard
+                .before(obj)
+                .await
+                .map_err(|source| ReconcileError::Guard {
+                    resource: key.to_string(),
+                    source,
+                })?,
+            None => None,
+        };
+        let decision = match decision {
+            Some(decision) => Ok(decision),
+            None => {
+                let resource = (self.factory)(&self.client, obj.clone());
+                decide(self.machine.reconcile(&resource, &self.manager).await)
+            }
+        };
+        if decision.as_ref().is_ok_and(Decision::is_gone) {
+            // Gone: drop what is cached for it (the memento store).
+            self.manager.forget(&key);
         }
         decision
     }
@@ -301,10 +434,11 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
         self.run_until(api, shutdown_signal()).await;
     }
 
-    /// Runs the controller over `api` until `stop` resolves, then shuts down gracefully:
-    /// the manager starts draining ([`WorkflowManager::set_draining`]), so each running flow
-    /// finishes its current step, saves it and parks; the controller starts no new
-    /// reconcile, and this returns once no reconcile of this reconciler is running any more.
+    /// Runs the controller over `api` (and the owned types of the [`Watch`]) until `stop`
+    /// resolves, then shuts down gracefully: the manager starts draining
+    /// ([`WorkflowManager::set_draining`]), so each running flow finishes its current step,
+    /// saves it and parks; the controller starts no new reconcile, and this returns once no
+    /// reconcile of this reconciler is running any more.
     ///
     /// The manager stays draining after the return, so a reconcile that outlives the
     /// controller cannot start another step; calling `run_until` again (e.g. when
@@ -325,7 +459,8 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
             stop.await;
             let _ = fire.send(());
         });
-        Controller::new(api, watcher::Config::default())
+        self.watch
+            .controller(api)
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
             .graceful_shutdown_on(async move {
                 // A dropped sender (the task aborted) also ends the controller.
@@ -354,7 +489,7 @@ impl<K: KubeObject, F: StateField<K>> Reconciler<K, F> {
     }
 
     /// The workflow manager.
-    pub fn manager(&self) -> &WorkflowManager<KubeResource<K, F>> {
+    pub fn manager(&self) -> &WorkflowManager<R> {
         &self.manager
     }
 }

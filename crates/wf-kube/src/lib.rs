@@ -21,7 +21,13 @@
 //! - [`Reconciler`] maps each reconcile of `kube::runtime::Controller` onto the state machine
 //!   (recovery first) and its result onto a requeue decision; [`Operator`] runs it with
 //!   leader election, the HTTP endpoints and a graceful stop that lets the running step
-//!   reach a saved transition.
+//!   reach a saved transition. The engine's resource is a [`KubeResource`]
+//!   ([`Reconciler::new`]) or any [`wf_engine::StateResource`] built from the watched object
+//!   ([`Reconciler::with_resource`]; implement [`ObjectSnapshot`] for it to keep its runs in
+//!   ConfigMaps). A [`Watch`] says what the controller watches (selectors, a filter, owned
+//!   child types); a [`Guard`] runs before the state machine (finalizers, deletion).
+//! - [`install_crypto_provider`] makes ring rustls' crypto provider, so https kubeconfigs
+//!   work in any build.
 //!
 //! # Example
 //!
@@ -141,6 +147,7 @@
 
 pub mod controller;
 pub mod events;
+pub mod guard;
 pub mod health;
 pub mod http;
 pub mod leader;
@@ -148,13 +155,20 @@ pub mod memento;
 pub mod metrics;
 pub mod operator;
 pub mod resource;
+pub mod tls;
+pub mod watch;
 
 pub use controller::{decide, shutdown_signal, Config, Decision, ReconcileError, Reconciler};
 pub use events::{EventRecorderHook, RateLimiter};
+pub use guard::Guard;
 pub use health::Health;
 pub use http::{HttpError, HttpServer};
 pub use leader::{LeaderElector, LeaderError, LeaderHandle, LeaseConfig};
 pub use memento::{ConfigMapMementoFactory, ConfigMapMementoStorage, DOMAIN_LABEL};
 pub use metrics::WorkflowMetrics;
 pub use operator::{Operator, OperatorError};
-pub use resource::{map_error, KubeObject, KubeResource, StateField, CANCELLED_ANNOTATION};
+pub use resource::{
+    map_error, KubeObject, KubeResource, ObjectSnapshot, StateField, CANCELLED_ANNOTATION,
+};
+pub use tls::install_crypto_provider;
+pub use watch::Watch;

@@ -9,15 +9,15 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::PostParams;
-use kube::Api;
+use kube::{Api, Resource};
 use tokio::sync::Mutex;
 use wf_engine::memento::{
     caretaker_name, MementoEntries, MementoError, MementoStorage, MementoStorageFactory,
     MementoWrite,
 };
-use wf_engine::{Backoff, ResourceKey, StateResource};
+use wf_engine::{Backoff, ResourceKey};
 
-use crate::resource::{status_code, KubeObject, KubeResource, StateField};
+use crate::resource::{status_code, KubeObject, ObjectSnapshot};
 
 /// The label that ties a memento ConfigMap to its resource.
 pub const DOMAIN_LABEL: &str = "flowJobsDomain";
@@ -341,13 +341,8 @@ impl ConfigMapMementoFactory {
     }
 }
 
-impl<K: KubeObject, F: StateField<K>> MementoStorageFactory<KubeResource<K, F>>
-    for ConfigMapMementoFactory
-{
-    fn storage_for(
-        &self,
-        resource: &KubeResource<K, F>,
-    ) -> Result<Arc<dyn MementoStorage>, MementoError> {
+impl<R: ObjectSnapshot> MementoStorageFactory<R> for ConfigMapMementoFactory {
+    fn storage_for(&self, resource: &R) -> Result<Arc<dyn MementoStorage>, MementoError> {
         debug_assert_eq!(
             resource.name(),
             resource.object().meta().name.as_deref().unwrap_or("")

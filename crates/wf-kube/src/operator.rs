@@ -59,9 +59,11 @@ use wf_engine::CancellationToken;
 
 use crate::controller::shutdown_signal;
 use crate::http::{self, HttpError, HttpServer};
+use wf_engine::StateResource;
+
 use crate::{
     Health, KubeObject, LeaderElector, LeaderError, LeaderHandle, LeaseConfig, Reconciler,
-    StateField, WorkflowMetrics,
+    WorkflowMetrics,
 };
 
 /// Why an [`Operator`] could not run.
@@ -77,8 +79,8 @@ pub enum OperatorError {
 
 /// A [`Reconciler`] with leader election, HTTP endpoints and a graceful stop; see the
 /// [module](self) docs.
-pub struct Operator<K: KubeObject, F: StateField<K>> {
-    reconciler: Reconciler<K, F>,
+pub struct Operator<K: KubeObject, R: StateResource> {
+    reconciler: Reconciler<K, R>,
     api: Api<K>,
     lease: Option<LeaseConfig>,
     http: Option<HttpBind>,
@@ -92,11 +94,12 @@ enum HttpBind {
     Listener(tokio::net::TcpListener),
 }
 
-impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
-    /// An operator running `reconciler` over the objects of `api`: no leader election, no
+impl<K: KubeObject, R: StateResource> Operator<K, R> {
+    /// An operator running `reconciler` over the objects of `api` (and the owned types of its
+    /// [`crate::Watch`]): no leader election, no
     /// HTTP endpoints; reconciles are counted in the reconciler's metrics (a fresh
     /// [`WorkflowMetrics`] when it has none).
-    pub fn new(reconciler: Reconciler<K, F>, api: Api<K>) -> Self {
+    pub fn new(reconciler: Reconciler<K, R>, api: Api<K>) -> Self {
         let metrics = reconciler
             .metrics()
             .cloned()
@@ -240,8 +243,8 @@ impl<K: KubeObject, F: StateField<K>> Operator<K, F> {
 
 /// Runs the controller during each term of leadership, until `stopping` is cancelled: wait
 /// to lead, reconcile until the lease is lost (or the stop), then stand by again.
-async fn reconcile_while_leading<K: KubeObject, F: StateField<K>>(
-    reconciler: &Reconciler<K, F>,
+async fn reconcile_while_leading<K: KubeObject, R: StateResource>(
+    reconciler: &Reconciler<K, R>,
     api: &Api<K>,
     election: &LeaderHandle,
     stopping: &CancellationToken,

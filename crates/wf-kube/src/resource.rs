@@ -47,6 +47,27 @@ impl<K> KubeObject for K where
 {
 }
 
+/// A [`StateResource`] that is a snapshot of one Kubernetes object: what the Kubernetes side
+/// of the engine needs to own things by it (the memento ConfigMap's owner reference).
+///
+/// [`KubeResource`] is one; a resource type with its own state semantics (e.g. one written
+/// through a repository port) implements it to use [`crate::ConfigMapMementoFactory`] and
+/// [`crate::Reconciler`].
+pub trait ObjectSnapshot: StateResource {
+    /// The Kubernetes object type.
+    type Object: KubeObject;
+    /// The object of this snapshot (with its `uid`, for owner references).
+    fn object(&self) -> &Self::Object;
+}
+
+impl<K: KubeObject, F: StateField<K>> ObjectSnapshot for KubeResource<K, F> {
+    type Object = K;
+
+    fn object(&self) -> &K {
+        &self.object
+    }
+}
+
 /// A snapshot of a namespaced object `K` plus the API to refresh and write it. The state
 /// lives in the status subresource and is read and written through `F`.
 pub struct KubeResource<K, F> {

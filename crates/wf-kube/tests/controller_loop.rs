@@ -21,7 +21,9 @@ use wf_engine::{
     async_trait, CancellationToken, FlowStatus, State, StateResource, Step, StepError, StepOutcome,
     StepStatus, WorkflowManager, WorkflowRuntime,
 };
-use wf_kube::{ConfigMapMementoFactory, LeaseConfig, Operator, OperatorError, Reconciler};
+use wf_kube::{
+    ConfigMapMementoFactory, LeaseConfig, Operator, OperatorError, Reconciler, WorkflowMetrics,
+};
 
 const CREATE: &str = "\
 flowName: Create
@@ -73,7 +75,7 @@ fn operator(
     client: &kube::Client,
     flows: &std::path::Path,
     probes: &Probes,
-) -> Reconciler<Db, common::ClusterStatusField> {
+) -> Reconciler<Db, DbResource> {
     let (entered, release, runs) = (
         probes.entered.clone(),
         probes.release.clone(),
@@ -455,4 +457,87 @@ async fn two_reconciles_of_one_resource_at_once_run_one_after_the_other() {
     assert_eq!((first.label(), second.label()), ("completed", "stable"));
     assert_eq!(probes.block_runs.load(Ordering::SeqCst), 1);
     assert_eq!(probes.mark_runs.load(Ordering::SeqCst), 1);
+}
+
+/// The count of `wf_reconciles_total{result="stable"}`.
+fn stable_reconciles(metrics: &WorkflowMetrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("wf_reconciles_total{result=\"stable\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_an_owned_child_reconciles_its_owner() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::watcher;
+    use kube::Resource;
+
+    let flows = flow_dir(&[("create.yaml", CREATE)]);
+    let mut running = init_db("c1");
+    if let Some(status) = running.status.as_mut() {
+        status.cluster_status = State::RUNNING.to_string();
+    }
+    let (fake, _) = cluster(vec![running]).await;
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let client = common::with_watch_events(fake, events.clone());
+    let owner = resource(&client, "c1").await.object().clone();
+    let mut pod = Pod::default();
+    pod.metadata.name = Some("c1-1001".into());
+    pod.metadata.namespace = Some(NS.into());
+    pod.metadata.resource_version = Some("7".into());
+    pod.metadata.owner_references = owner.controller_owner_ref(&()).map(|r| vec![r]);
+    let mut stranger = pod.clone();
+    stranger.metadata.name = Some("other".into());
+    stranger.metadata.owner_references = None;
+
+    let metrics = Arc::new(WorkflowMetrics::new());
+    let probes = Probes::new();
+    let reconciler = operator(&client, flows.path(), &probes)
+        .with_metrics(metrics.clone())
+        .with_watch(wf_kube::Watch::default().owns(
+            Api::<Pod>::namespaced(client.clone(), NS),
+            watcher::Config::default(),
+        ));
+    assert_eq!(reconciler.watch().owned_types(), 1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(reconciler.run_until(
+        Api::<Db>::namespaced(client.clone(), NS),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let m = metrics.clone();
+    wait_until("the first reconcile", move || stable_reconciles(&m) >= 1).await;
+    // Let the start-up reconciles settle, then count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = stable_reconciles(&metrics);
+
+    // A pod the cluster does not own changes: nothing happens.
+    let event = |kind: &str, pod: &Pod| {
+        (
+            "pods".to_owned(),
+            serde_json::json!({"type": kind, "object": pod}),
+        )
+    };
+    events.send(event("DELETED", &stranger)).expect("sent");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        stable_reconciles(&metrics),
+        before,
+        "a stranger's pod reconciles nothing"
+    );
+
+    // The owned pod is deleted: its owner is reconciled.
+    events.send(event("DELETED", &pod)).expect("sent");
+    let m = metrics.clone();
+    wait_until("the owner's reconcile", move || {
+        stable_reconciles(&m) > before
+    })
+    .await;
+
+    stop.send(()).expect("stop");
+    bounded("stopped", running).await.expect("task");
 }

@@ -97,7 +97,7 @@ fn new_db(name: &str) -> Db {
 
 /// Drives reconciles until the runner waits for a change (at most `limit` calls), sleeping
 /// the requeue delays in between, and returns every decision.
-async fn drive(reconciler: &Reconciler<Db, common::ClusterStatusField>, obj: &Db) -> Vec<Decision> {
+async fn drive(reconciler: &Reconciler<Db, DbResource>, obj: &Db) -> Vec<Decision> {
     let mut decisions = Vec::new();
     for _ in 0..20 {
         let decision = reconciler.decide(obj).await.expect("no hard error");

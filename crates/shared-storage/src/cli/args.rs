@@ -1,11 +1,15 @@
 //! Command-line arguments.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-/// The MPDCluster operator. `local` runs it on an embedded backend: no Kubernetes needed.
+use crate::ports::kube::KubePortsConfig;
+
+/// The MPDCluster operator. `run` runs it on a Kubernetes cluster; `local` on an embedded
+/// backend, no Kubernetes needed.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "shared-storage-operator", version, about)]
 pub struct Cli {
@@ -31,6 +35,8 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Clone, Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator on a Kubernetes cluster until SIGTERM or ctrl-c.
+    Run(Box<RunArgs>),
     /// Apply MPDCluster documents and reconcile until every resource is stable.
     Local(LocalArgs),
     /// The flow runs of a resource.
@@ -66,6 +72,185 @@ pub struct LocalArgs {
     /// How many resources reconcile at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
+}
+
+/// The image pull policy of the containers the operator creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    /// Pull on every start.
+    #[value(name = "Always")]
+    Always,
+    /// Pull when the node does not have the image.
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    /// Never pull.
+    #[value(name = "Never")]
+    Never,
+}
+
+impl PullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Arguments of `run`. Every flag can also be given by the environment variable shown in
+/// `--help` (the flag wins).
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// Kubeconfig file(s), `:`-separated as in KUBECONFIG. Without it: the in-cluster
+    /// service account, else `~/.kube/config`.
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, env = "MPD_KUBE_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// How long each start-up check (API server reachable, CRD installed) may take.
+    #[arg(long, env = "MPD_STARTUP_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub startup_timeout: Duration,
+
+    /// Reconcile only while holding the Lease `--leader-election-id` (`=false` to run
+    /// without leader election, e.g. with one replica).
+    #[arg(long, env = "MPD_LEADER_ELECTION", action = ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// The name of the Lease.
+    #[arg(
+        long,
+        env = "MPD_LEADER_ELECTION_ID",
+        default_value = "mpd.polardb.aliyun.com"
+    )]
+    pub leader_election_id: String,
+    /// The namespace of the Lease (default: `--system-namespace`).
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// This replica's identity in the Lease and in Events (default: the host name and a
+    /// random suffix).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "MPD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Watch MPDClusters of this namespace only (default: every namespace).
+    #[arg(long, env = "MPD_WATCH_NAMESPACE", value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Handle MPDClusters whose `spec.operatorName` is this (empty: any).
+    #[arg(long, env = "MPD_FILTER_OPERATOR_NAME", default_value = "polar-mpd")]
+    pub filter_operator_name: String,
+    /// How many clusters reconcile at once.
+    #[arg(long, env = "MPD_MAX_CONCURRENT_RECONCILES", default_value_t = 26,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_concurrent_reconciles: u16,
+    /// A directory holding `shared/*.yaml` to read the flows from instead of the flows
+    /// built into the binary.
+    #[arg(long, env = "MPD_FLOW_DIR", value_name = "DIR")]
+    pub flow_dir: Option<PathBuf>,
+
+    /// The namespace of the system objects (id/port ConfigMap, catalogs, SMS service).
+    #[arg(long, env = "MPD_SYSTEM_NAMESPACE", default_value = "kube-system")]
+    pub system_namespace: String,
+    /// The host directory under which each instance keeps its data, logs and scripts.
+    #[arg(long, env = "MPD_DBCLUSTER_LOG_DIR", default_value = "/disk1/polardb/")]
+    pub dbcluster_log_dir: String,
+    /// The image pull policy of every container the operator creates.
+    #[arg(long, env = "MPD_IMAGE_PULL_POLICY", value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub image_pull_policy: PullPolicy,
+    /// The `dbType` label of the class and version ConfigMaps.
+    #[arg(long, env = "MPD_DB_TYPE_LABEL", default_value = "PostgreSQL")]
+    pub db_type_label: String,
+    /// Run the instance containers privileged.
+    #[arg(long, env = "MPD_RUN_POD_IN_PRIVILEGED_MODE", action = ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_value_t = false, default_missing_value = "true")]
+    pub run_pod_in_privileged_mode: bool,
+    /// CPU of the cluster-manager container, `request/limit`.
+    #[arg(long, env = "MPD_CM_CPU_REQ_LIMIT", default_value = "200m/500m", value_parser = parse_req_limit)]
+    pub cm_cpu_req_limit: String,
+    /// Memory of the cluster-manager container, `request/limit`.
+    #[arg(long, env = "MPD_CM_MEM_REQ_LIMIT", default_value = "200Mi/512Mi", value_parser = parse_req_limit)]
+    pub cm_mem_req_limit: String,
+    /// The host directory of the cluster-manager logs.
+    #[arg(
+        long,
+        env = "MPD_CM_LOG_HOST_PATH",
+        default_value = "/var/log/polardb-box/polardb-cm"
+    )]
+    pub cm_log_host_path: String,
+    /// Where the cluster-manager log directory is mounted in its container.
+    #[arg(
+        long,
+        env = "MPD_CM_LOG_MOUNT_PATH",
+        default_value = "/root/polardb_cluster_manager/log"
+    )]
+    pub cm_log_mount_path: String,
+
+    /// How long an HTTP call to the SMS or a CM may take to connect.
+    #[arg(long, env = "MPD_HTTP_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "3s")]
+    pub http_connect_timeout: Duration,
+    /// How long an HTTP call to the SMS or a CM may take in all.
+    #[arg(long, env = "MPD_HTTP_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http_request_timeout: Duration,
+    /// How long a CM `add_ins` may take (the CM waits up to 60 s itself).
+    #[arg(long, env = "MPD_CM_ADD_INS_TIMEOUT", value_parser = parse_duration, default_value = "75s")]
+    pub cm_add_ins_timeout: Duration,
+    /// How many times a transient HTTP failure is retried within one call.
+    #[arg(long, env = "MPD_HTTP_RETRIES", default_value_t = 2)]
+    pub http_retries: u32,
+    /// The pause between those retries.
+    #[arg(long, env = "MPD_HTTP_RETRY_PAUSE", value_parser = parse_duration, default_value = "500ms")]
+    pub http_retry_pause: Duration,
+    /// The storage-management service's base URL (`http://host:port`); by default the
+    /// cluster IP and first port of Service `<system namespace>/polardb-sms-manager`.
+    #[arg(long, env = "MPD_SMS_BASE_URL")]
+    pub sms_base_url: Option<String>,
+    /// How long one exec into an instance container may take.
+    #[arg(long, env = "MPD_EXEC_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub exec_timeout: Duration,
+}
+
+impl RunArgs {
+    /// The settings of the production adapters.
+    pub fn ports_config(&self) -> KubePortsConfig {
+        KubePortsConfig {
+            system_namespace: self.system_namespace.clone(),
+            dbcluster_log_dir: self.dbcluster_log_dir.clone(),
+            image_pull_policy: self.image_pull_policy.as_str().to_owned(),
+            db_type_label: self.db_type_label.clone(),
+            privileged_pods: self.run_pod_in_privileged_mode,
+            cm_cpu_req_limit: self.cm_cpu_req_limit.clone(),
+            cm_mem_req_limit: self.cm_mem_req_limit.clone(),
+            cm_log_host_path: self.cm_log_host_path.clone(),
+            cm_log_mount_path: self.cm_log_mount_path.clone(),
+            http_connect_timeout: self.http_connect_timeout,
+            http_request_timeout: self.http_request_timeout,
+            cm_add_ins_timeout: self.cm_add_ins_timeout,
+            http_retries: self.http_retries,
+            http_retry_pause: self.http_retry_pause,
+            exec_timeout: self.exec_timeout,
+            sms_base_url: self.sms_base_url.clone(),
+            ..KubePortsConfig::default()
+        }
+        .cm_api_server_env_from_process()
+    }
+}
+
+/// `request/limit`, each side non-empty, e.g. `200m/500m`.
+fn parse_req_limit(value: &str) -> Result<String, String> {
+    match value.split_once('/') {
+        Some((request, limit))
+            if !request.trim().is_empty() && !limit.trim().is_empty() && !limit.contains('/') =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(format!(
+            "{value:?} is not request/limit (write e.g. 200m/500m)"
+        )),
+    }
 }
 
 /// A resource name.
@@ -137,6 +322,60 @@ mod tests {
     #[test]
     fn a_fail_rate_outside_zero_to_one_is_refused() {
         assert!(Cli::try_parse_from(["op", "local", "a.yaml", "--sim-fail-rate", "1.5"]).is_err());
+    }
+
+    fn run(args: &[&str]) -> RunArgs {
+        let mut argv = vec!["op", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(run) => *run,
+            other => panic!("run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_defaults_are_the_originals_and_map_onto_the_adapter_settings() {
+        let args = run(&[]);
+        assert!(args.leader_election);
+        assert_eq!(args.leader_election_id, "mpd.polardb.aliyun.com");
+        assert_eq!(args.filter_operator_name, "polar-mpd");
+        assert_eq!(args.max_concurrent_reconciles, 26);
+        assert_eq!(args.metrics_addr.port(), 8080);
+        assert_eq!(args.ports_config(), KubePortsConfig::default());
+    }
+
+    #[test]
+    fn run_flags_set_the_adapter_settings() {
+        let args = run(&[
+            "--leader-election=false",
+            "--filter-operator-name",
+            "",
+            "--image-pull-policy",
+            "Always",
+            "--run-pod-in-privileged-mode",
+            "--cm-cpu-req-limit",
+            "1/2",
+            "--http-request-timeout",
+            "1500ms",
+            "--dbcluster-log-dir",
+            "/data/",
+        ]);
+        assert!(!args.leader_election);
+        assert_eq!(args.filter_operator_name, "");
+        let config = args.ports_config();
+        assert_eq!(config.image_pull_policy, "Always");
+        assert!(config.privileged_pods);
+        assert_eq!(config.cm_cpu_req_limit, "1/2");
+        assert_eq!(config.http_request_timeout, Duration::from_millis(1500));
+        assert_eq!(config.dbcluster_log_dir, "/data/");
+    }
+
+    #[test]
+    fn a_malformed_request_limit_or_pull_policy_is_refused_naming_the_value() {
+        let err = Cli::try_parse_from(["op", "run", "--cm-mem-req-limit", "512Mi"]).unwrap_err();
+        assert!(err.to_string().contains("512Mi"), "{err}");
+        assert!(Cli::try_parse_from(["op", "run", "--image-pull-policy", "Sometimes"]).is_err());
+        assert!(Cli::try_parse_from(["op", "run", "--max-concurrent-reconciles", "0"]).is_err());
     }
 
     #[test]

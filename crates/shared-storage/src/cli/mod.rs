@@ -2,16 +2,18 @@
 //! is a thin shell over this module.
 
 mod args;
+mod connection;
 mod inspect;
 mod local;
 mod printer;
+mod run;
 mod runner;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, OutputFormat};
+pub use args::{Cli, Command, OutputFormat, PullPolicy, RunArgs};
 
 /// Exit code: everything ended `Running` (or the command succeeded).
 pub const EXIT_OK: u8 = 0;
@@ -20,11 +22,16 @@ pub const EXIT_INTERRUPTED: u8 = 1;
 /// Exit code: bad input (a malformed or invalid document, a bad flag) or a locked state dir.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// The log filter when `RUST_LOG` is not set: warnings and errors, except kube-client's
+/// per-request trace layer, which logs every failed request again at `ERROR` although the
+/// caller reports it (with the resource and what it meant).
+pub const DEFAULT_LOG_FILTER: &str = "warn,kube_client::client::builder=off";
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -47,6 +54,7 @@ pub fn main() -> ExitCode {
 pub async fn run(cli: Cli) -> u8 {
     let global = cli.global.clone();
     match cli.command {
+        Command::Run(args) => run::run(*args).await,
         Command::Local(args) => local::run(&global, args).await,
         Command::Workflows(args) => inspect::workflows(&global, &args.name, args.output).await,
         Command::History(args) => inspect::history(&global, &args.name, args.output),

@@ -17,7 +17,8 @@ use super::MPDClusterStatus;
     kind = "MPDCluster",
     plural = "mpdclusters",
     namespaced,
-    status = "MPDClusterStatus"
+    status = "MPDClusterStatus",
+    derive = "Default"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MPDClusterSpec {

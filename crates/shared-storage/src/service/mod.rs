@@ -5,6 +5,7 @@
 mod cleanup;
 mod cluster_manager;
 mod create;
+mod deletion;
 mod error;
 mod instances;
 mod params;
@@ -16,6 +17,7 @@ mod restart;
 use std::time::Duration;
 
 pub use cleanup::ApplyTarget;
+pub use deletion::storage_of;
 pub use error::ServiceError;
 pub use instances::PHASE_RUNNING;
 pub use progress::{RunMarkers, FLOW_PROGRESS};

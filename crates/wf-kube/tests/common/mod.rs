@@ -242,6 +242,54 @@ pub fn with_open_watches(fake: kube::Client) -> kube::Client {
     kube::Client::new(service, NS)
 }
 
+/// Like [`with_open_watches`], but a watch of a path containing `/<plural>` (e.g. `/pods`)
+/// streams the watch events sent on `events` for that plural, as `(plural, event)` with
+/// `event` a watch event such as `{"type": "DELETED", "object": {...}}` (the object needs a
+/// `metadata.resourceVersion`, or the watcher drops the watch and lists again).
+pub fn with_watch_events(
+    fake: kube::Client,
+    events: tokio::sync::broadcast::Sender<(String, serde_json::Value)>,
+) -> kube::Client {
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let fake = fake.clone();
+        let events = events.clone();
+        async move {
+            let watch = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
+            if watch {
+                let path = request.uri().path().to_owned();
+                let receiver = events.subscribe();
+                let lines = futures::stream::unfold(receiver, move |mut receiver| {
+                    let path = path.clone();
+                    async move {
+                        loop {
+                            match receiver.recv().await {
+                                Ok((plural, event)) if path.ends_with(&format!("/{plural}")) => {
+                                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                                    line.push(b'\n');
+                                    let frame = http_body::Frame::data(Bytes::from(line));
+                                    return Some((Ok::<_, BoxError>(frame), receiver));
+                                }
+                                Ok(_) => continue,
+                                // Closed or lagging: the stream stays open but idle.
+                                Err(_) => futures::future::pending::<()>().await,
+                            }
+                        }
+                    }
+                });
+                return Ok::<_, BoxError>(http::Response::new(UnsyncBoxBody::new(
+                    StreamBody::new(lines),
+                )));
+            }
+            let response = fake.send(request).await?;
+            Ok(response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()))
+        }
+    });
+    kube::Client::new(service, NS)
+}
+
 /// Writes `Running` to the resource's status, as the last step of a create flow does, and
 /// counts its runs.
 pub struct MarkRunning {

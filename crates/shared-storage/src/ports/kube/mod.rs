@@ -44,6 +44,7 @@ mod cm_http;
 mod cm_objects;
 mod config;
 mod conflict;
+mod connect;
 mod controller_map;
 #[cfg(test)]
 mod fake_api;
@@ -66,6 +67,7 @@ pub use cm_api::CmApi;
 pub use cm_api::MockCmApi;
 pub use cm_http::HttpCmApi;
 pub use config::{KubePortsConfig, CM_API_SERVER_ENV};
+pub use connect::connect;
 pub use ids::KubeIdAllocator;
 pub use nodes::KubeNodeInventory;
 pub use params::KubeParamStore;

@@ -1,0 +1,336 @@
+//! `shared-storage-operator run` when the cluster cannot be used: each case exits non-zero
+//! within 15 s with one line on stderr naming the problem (no panic, no retry loop).
+//! The API servers are tiny hyper servers on 127.0.0.1.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shared-storage-operator");
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// A self-signed CA (P-256, valid until 2126), only ever parsed.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBizCCATGgAwIBAgIUR5ETH5gdaxA01dy7tzm7O6SI6rswCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPd2Yta3ViZSB0ZXN0IENBMCAXDTI2MTIwMjA4MDA1MFoYDzIx
+MjYxMTA4MDgwMDUwWjAaMRgwFgYDVQQDDA93Zi1rdWJlIHRlc3QgQ0EwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQYVk+4d/ALYRS5tNgVLKz4dq8Q0RLQrPJHrLR8
+F6/Mp+H62Kh6VN5xixOhNXhkzhWYQfkEV5+vkQCa3IXWu677o1MwUTAdBgNVHQ4E
+FgQUVjwMk9ir4J8Ef4KbgdTaTyshtmQwHwYDVR0jBBgwFoAUVjwMk9ir4J8Ef4Kb
+gdTaTyshtmQwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAzDsV
+d7on1Iy3VhyZY3pSKSd8qKkKWV82dWOKGp4BsyMCIFsf6IpM6eAfvBttakYs4Wmn
+6esQgA1A9sG2VvGrw/ZY
+-----END CERTIFICATE-----
+";
+
+/// A kubeconfig for `server` (a token user; the CA when the server is https).
+fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, CA_PEM).unwrap();
+    let tls = if server.starts_with("https") {
+        format!("\n    certificate-authority: {}", ca.display())
+    } else {
+        String::new()
+    };
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {server}{tls}
+users:
+- name: operator
+  user:
+    token: not-a-real-token
+contexts:
+- name: test
+  context: {{cluster: test, user: operator}}
+current-context: test
+"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the binary with `args` (and no kubeconfig or cluster from the environment),
+/// bounded by [`LIMIT`] plus a margin; returns the output and how long it took.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut command = Command::new(BIN);
+    command
+        .arg("run")
+        .args(args)
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("RUST_LOG")
+        .env("HOME", "/nonexistent-home")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn");
+    // Never hang the test run: kill after the limit and a margin.
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if started.elapsed() > LIMIT + Duration::from_secs(10) {
+            child.kill().ok();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (output, started.elapsed())
+}
+
+/// The run failed in time with exactly one stderr line; that line.
+fn one_error_line(output: &Output, took: Duration) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(took < LIMIT, "took {took:?}: {stderr}");
+    assert!(!output.status.success(), "exit {:?}", output.status);
+    assert!(
+        output.status.code().is_some(),
+        "killed, not exited: {stderr}"
+    );
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    lines[0].to_owned()
+}
+
+/// An API server on 127.0.0.1 answering every request with `reply(method, path)`:
+/// status and JSON body. Returns its address.
+async fn api_server(reply: fn(&str, &str) -> (u16, String)) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    service_fn(move |request: Request<hyper::body::Incoming>| async move {
+                        let (code, body) = reply(request.method().as_str(), request.uri().path());
+                        let response = Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, String) {
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    (code, body.to_string())
+}
+
+fn version() -> (u16, String) {
+    let body = serde_json::json!({
+        "major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "0",
+        "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24",
+        "compiler": "gc", "platform": "linux/amd64",
+    });
+    (200, body.to_string())
+}
+
+#[test]
+fn a_missing_kubeconfig_exits_with_one_line_naming_the_file() {
+    let (output, took) = run(&["--kubeconfig", "/nonexistent"], &[]);
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("cannot read the kubeconfig /nonexistent"),
+        "{line}"
+    );
+    assert_eq!(output.status.code(), Some(2), "bad input: {line}");
+}
+
+#[test]
+fn without_a_kubeconfig_outside_a_cluster_the_line_says_what_to_give() {
+    let (output, took) = run(&[], &[]);
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains(
+            "not running in a cluster and no kubeconfig at /nonexistent-home/.kube/config"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("--kubeconfig"), "{line}");
+}
+
+#[test]
+fn the_kubeconfig_env_var_is_read_like_the_flag() {
+    let (output, took) = run(&[], &[("KUBECONFIG", "/nonexistent/from-env")]);
+
+    let line = one_error_line(&output, took);
+    assert!(line.contains("/nonexistent/from-env"), "{line}");
+}
+
+#[test]
+fn a_closed_port_exits_within_15_s_with_one_line_naming_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The listener is dropped: nothing listens on the port any more.
+    let server = format!("https://127.0.0.1:{port}");
+    let config = kubeconfig(dir.path(), &server);
+
+    let (output, took) = run(&["--kubeconfig", config.to_str().unwrap()], &[]);
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("cannot reach the Kubernetes API server")
+            && line.contains(&format!("127.0.0.1:{port}")),
+        "{line}"
+    );
+    assert!(line.to_lowercase().contains("refused"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_the_credentials_exits_with_one_line_saying_so() {
+    let addr = api_server(|_, _| status(401, "Unauthorized", "Unauthorized")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+
+    let (output, took) =
+        tokio::task::spawn_blocking(move || run(&["--kubeconfig", config.to_str().unwrap()], &[]))
+            .await
+            .unwrap();
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("refused the credentials (401 Unauthorized)"),
+        "{line}"
+    );
+    assert!(line.contains(&addr.to_string()), "{line}");
+    assert!(
+        !line.contains("not-a-real-token"),
+        "no credential in the error: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_the_crd_exits_with_one_line_saying_to_install_it() {
+    let addr = api_server(|_, path| match path {
+        "/version" => version(),
+        _ => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+
+    let (output, took) =
+        tokio::task::spawn_blocking(move || run(&["--kubeconfig", config.to_str().unwrap()], &[]))
+            .await
+            .unwrap();
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("the MPDCluster CRD (mpdclusters.mpd.polardb.aliyun.com) is not installed")
+            && line.contains("deploy/crd.yaml"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_within_15_s() {
+    // Accepts connections and reads, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+
+    let (output, took) = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "--kubeconfig",
+                config.to_str().unwrap(),
+                "--startup-timeout",
+                "1s",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("did not answer GET /version within 1s"),
+        "{line}"
+    );
+}
+
+// TODO(merge): once `ports::kube::connect` assembles every adapter, this run goes on to
+// reconcile; change the test to stop it with SIGTERM and expect exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_cluster_passes_the_checks_and_stops_at_the_unassembled_ports() {
+    let addr = api_server(|_, path| match path {
+        "/version" => version(),
+        "/apis/mpd.polardb.aliyun.com/v1/mpdclusters" => (
+            200,
+            serde_json::json!({"apiVersion": "mpd.polardb.aliyun.com/v1", "kind": "MPDClusterList",
+                               "metadata": {"resourceVersion": "1"}, "items": []})
+            .to_string(),
+        ),
+        _ => status(404, "NotFound", "not found"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+
+    let (output, took) =
+        tokio::task::spawn_blocking(move || run(&["--kubeconfig", config.to_str().unwrap()], &[]))
+            .await
+            .unwrap();
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("cannot assemble the production ports"),
+        "{line}"
+    );
+    assert!(line.contains("adapter not assembled"), "{line}");
+}
