@@ -47,6 +47,29 @@ pub struct KubePortsConfig {
     pub http_retry_pause: Duration,
     /// How long one exec into an instance container may take. Default 60 s.
     pub exec_timeout: Duration,
+    /// The most bytes kept of an exec's stdout, and of its stderr (the rest is read and
+    /// dropped). Default 1 MiB.
+    pub exec_output_limit: usize,
+    /// How long a graceful engine stop may take (the original's 10 s window). Default 10 s.
+    pub graceful_stop_timeout: Duration,
+    /// How long a new instance pod may stay unscheduled or not Ready before `ensure_pod`
+    /// reports it failed (`PodUnscheduled`, `DbStartFail`); until then it is pending.
+    /// Default 15 min (the original's 900 s watch).
+    pub pod_ready_timeout: Duration,
+    /// The ConfigMap (in [`KubePortsConfig::system_namespace`]) with `hybridDeployment`
+    /// and `controllerNodeLabel`, read when an instance pod is created. Missing means
+    /// hybrid (no controller-node rule). Default `controller-config`.
+    pub controller_config_name: String,
+    /// The `hugepages-2Mi` limit (a quantity) of the engine container. With it the pod
+    /// gets the `hugepage` volume at `/hugepages`; without it neither, since a HugePages
+    /// volume without a hugepages request keeps a pod from starting. Default none (the
+    /// class's `hugepage_limit` does not reach the pod spec yet).
+    pub engine_hugepages: Option<String>,
+    /// Whether parameters the template marks not user-changeable may be changed
+    /// (controller-config `canUpdateNotChangeableParams`), for the effective parameters the
+    /// engine agent gets as `mycnf_dict`. Keep it equal to the service's setting. Default
+    /// false.
+    pub can_update_not_changeable_params: bool,
 }
 
 impl Default for KubePortsConfig {
@@ -67,6 +90,12 @@ impl Default for KubePortsConfig {
             http_retries: 3,
             http_retry_pause: Duration::from_secs(2),
             exec_timeout: Duration::from_secs(60),
+            exec_output_limit: 1 << 20,
+            graceful_stop_timeout: Duration::from_secs(10),
+            pod_ready_timeout: Duration::from_secs(15 * 60),
+            controller_config_name: "controller-config".into(),
+            engine_hugepages: None,
+            can_update_not_changeable_params: false,
         }
     }
 }

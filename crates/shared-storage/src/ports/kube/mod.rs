@@ -8,8 +8,12 @@
 
 mod cm_api;
 mod config;
+mod exec;
 
+pub use cm_api::CmApi;
 #[cfg(test)]
 pub use cm_api::MockCmApi;
-pub use cm_api::CmApi;
 pub use config::KubePortsConfig;
+#[cfg(test)]
+pub use exec::MockPodExec;
+pub use exec::{ExecError, ExecOutput, KubePodExec, PodExec};
