@@ -84,6 +84,29 @@ pub struct KubePortsConfig {
     /// The range the engine port must lie in when the id/port ConfigMap has no
     /// `polarbox.novip.engine.port.range` annotation. Default `5400-5800`.
     pub engine_port_range: String,
+    /// The most bytes kept of an exec's stdout, and of its stderr (the rest is read and
+    /// dropped). Default 1 MiB.
+    pub exec_output_limit: usize,
+    /// How long a graceful engine stop may take (the original's 10 s window). Default 10 s.
+    pub graceful_stop_timeout: Duration,
+    /// How long a new instance pod may stay unscheduled or not Ready before `ensure_pod`
+    /// reports it failed (`PodUnscheduled`, `DbStartFail`); until then it is pending.
+    /// Default 15 min (the original's 900 s watch).
+    pub pod_ready_timeout: Duration,
+    /// The ConfigMap (in [`KubePortsConfig::system_namespace`]) with `hybridDeployment`
+    /// and `controllerNodeLabel`, read when an instance pod is created. Missing means
+    /// hybrid (no controller-node rule). Default `controller-config`.
+    pub controller_config_name: String,
+    /// The `hugepages-2Mi` limit (a quantity) of the engine container. With it the pod
+    /// gets the `hugepage` volume at `/hugepages`; without it neither, since a HugePages
+    /// volume without a hugepages request keeps a pod from starting. Default none (the
+    /// class's `hugepage_limit` does not reach the pod spec yet).
+    pub engine_hugepages: Option<String>,
+    /// Whether parameters the template marks not user-changeable may be changed
+    /// (controller-config `canUpdateNotChangeableParams`), for the effective parameters the
+    /// engine agent gets as `mycnf_dict`. Keep it equal to the service's setting. Default
+    /// false.
+    pub can_update_not_changeable_params: bool,
 }
 
 impl Default for KubePortsConfig {
@@ -112,6 +135,12 @@ impl Default for KubePortsConfig {
             conflict_backoff: Duration::from_millis(20),
             external_port_range: "36000-39999".into(),
             engine_port_range: "5400-5800".into(),
+            exec_output_limit: 1 << 20,
+            graceful_stop_timeout: Duration::from_secs(10),
+            pod_ready_timeout: Duration::from_secs(15 * 60),
+            controller_config_name: "controller-config".into(),
+            engine_hugepages: None,
+            can_update_not_changeable_params: false,
         }
     }
 }

@@ -46,6 +46,7 @@ mod config;
 mod conflict;
 mod connect;
 mod controller_map;
+mod exec;
 #[cfg(test)]
 mod fake_api;
 mod http;
@@ -68,6 +69,9 @@ pub use cm_api::MockCmApi;
 pub use cm_http::HttpCmApi;
 pub use config::{KubePortsConfig, CM_API_SERVER_ENV};
 pub use connect::connect;
+#[cfg(test)]
+pub use exec::MockPodExec;
+pub use exec::{ExecError, ExecOutput, KubePodExec, PodExec};
 pub use ids::KubeIdAllocator;
 pub use nodes::KubeNodeInventory;
 pub use params::KubeParamStore;
