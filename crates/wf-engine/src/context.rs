@@ -215,8 +215,8 @@ impl StepContext {
 
     /// The whole output of the earlier step `step` of this run, as a `T` (usually a serde
     /// struct the step returned with [`crate::StepOutcome::done_with`]). An error names
-    /// both steps: when `step` did not complete before this one, or its output is not a
-    /// `T`.
+    /// both steps: when `step` did not complete before this one or completed without an
+    /// output, or its output is not a `T`.
     ///
     /// ```
     /// # use std::collections::BTreeMap;

@@ -240,7 +240,9 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 } else {
                     rt.step(&earlier.step_name)
                 };
-                if let Some(record) = record {
+                // A step that gave no output has none to read (and costs nothing here: a
+                // step's context is built in time proportional to the outputs, not the flow).
+                if let Some(record) = record.filter(|r| !r.context_output.is_empty()) {
                     values.extend(record.context_output.clone());
                     outputs.insert(earlier.step_name.clone(), record.context_output.clone());
                 }
