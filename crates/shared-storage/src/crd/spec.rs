@@ -18,13 +18,26 @@ use super::MPDClusterStatus;
     plural = "mpdclusters",
     namespaced,
     status = "MPDClusterStatus",
-    derive = "Default"
+    derive = "Default",
+    shortname = "mpd",
+    category = "polardb",
+    doc = "A PolarDB cluster on shared storage: one read-write instance and `followerNum` \
+           read-only instances on one shared volume, run by the shared-storage operator. \
+           Change `classInfoModifyTo`, `versionCfgModifyTo` or `followerNum`, or set one of \
+           the request annotations, to start an operation; `status.clusterStatus` tells \
+           which one runs.",
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.clusterStatus","description":"The cluster state: Running, Interrupt, or the operation in progress"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leaderInstanceId","description":"The id of the read-write instance"}"#,
+    printcolumn = r#"{"name":"RO","type":"integer","jsonPath":".spec.followerNum","description":"The desired number of read-only instances"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"The Ready condition"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MPDClusterSpec {
     /// Must equal the operator's `--filter-operator-name` (default `polar-mpd`).
     pub operator_name: String,
     /// `share` (this operator) or `local`.
+    #[schemars(extend("enum" = ["share", "local"]))]
     pub db_cluster_type: String,
     /// Database type; unused by the shared path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +46,7 @@ pub struct MPDClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The desired number of read-only instances. AddRo runs while it is above the count.
+    #[schemars(range(min = 0))]
     pub follower_num: i32,
     /// The current instance class.
     pub class_info: ClassInfo,
@@ -151,6 +165,7 @@ pub struct DbProxyInfo {
 pub struct NetCfg {
     /// The engine port of every instance (host network).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 65535))]
     pub engine_start_port: i32,
 }
 
