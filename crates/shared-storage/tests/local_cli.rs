@@ -530,3 +530,45 @@ fn watch_reapplies_a_changed_file_and_runs_the_matching_flow() {
         .count();
     assert_eq!(ros, 3);
 }
+
+#[test]
+fn a_missing_input_file_is_bad_input_exit_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let missing = dir.path().join("no-such-cluster.yaml");
+    let out = local(&state, &missing, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-cluster.yaml"), "{stderr}");
+    assert!(stderr.contains("cannot read the input file"), "{stderr}");
+}
+
+#[test]
+fn history_into_a_closed_pipe_ends_quietly_and_workflows_of_an_unknown_cluster_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for command in [["history", "demo"], ["workflows", "demo"]] {
+        // The reader goes away before the output is written, as `| head -0` would.
+        let mut child = Command::new(bin())
+            .args(command)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{command:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{command:?}: {stderr}");
+    }
+    let out = op(dir.path(), &["workflows", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nosuch"),
+        "{}",
+        text(&out)
+    );
+}

@@ -10,6 +10,7 @@ use wf_engine::memento::{caretaker_name, MementoCaretaker};
 use wf_engine::FileMementoStore;
 
 use super::args::{GlobalArgs, OutputFormat};
+use super::stdout::Stdout;
 use super::{EXIT_INTERRUPTED, EXIT_OK};
 use crate::crd::annotations;
 use crate::local::{FileClusterStore, LocalError, StateDir};
@@ -91,15 +92,22 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
             }
         })
         .collect();
+    if rows.is_empty() {
+        // No runs: say so when there is no such resource either, as `get` does.
+        if let Err(err) = store(global).and_then(|s| s.read(&global.namespace, name)) {
+            return fail(err);
+        }
+    }
     match output {
         OutputFormat::Json => print_json(&rows),
         OutputFormat::Table => {
-            println!(
+            let mut out = Stdout::new();
+            out.line(format_args!(
                 "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
                 "SEQ", "FLOW", "STATUS", "RUN-RT", "STEP-RT", "RESUMES", "STEPS", "START", "END"
-            );
+            ));
             for r in &rows {
-                println!(
+                out.line(format_args!(
                     "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
                     r.seq,
                     r.flow,
@@ -110,7 +118,7 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
                     format!("{}/{}", r.steps_done, r.steps_total),
                     r.start,
                     r.end
-                );
+                ));
             }
             EXIT_OK
         }
@@ -120,7 +128,7 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
 fn print_json<T: Serialize>(value: &T) -> u8 {
     match serde_json::to_string_pretty(value) {
         Ok(text) => {
-            println!("{text}");
+            Stdout::new().line(text);
             EXIT_OK
         }
         Err(err) => fail(err),
@@ -146,12 +154,16 @@ pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
     match output {
         OutputFormat::Json => print_json(&events),
         OutputFormat::Table => {
-            println!(
+            let mut out = Stdout::new();
+            out.line(format_args!(
                 "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  ERROR",
                 "TIME", "FLOW", "STEP", "TYPE", "STEP#", "RETRY"
-            );
+            ));
             for e in &events {
-                println!(
+                if out.is_closed() {
+                    break;
+                }
+                out.line(format_args!(
                     "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  {}",
                     time(e.end_time.or(e.start_time)),
                     e.flow_name,
@@ -164,7 +176,7 @@ pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
                     e.step,
                     e.retry,
                     e.error
-                );
+                ));
             }
             EXIT_OK
         }
@@ -183,7 +195,7 @@ pub fn get(global: &GlobalArgs, name: &str) -> u8 {
     };
     match serde_yaml::to_string(&cr) {
         Ok(text) => {
-            print!("{text}");
+            Stdout::new().text(&text);
             EXIT_OK
         }
         Err(err) => fail(err),
@@ -193,7 +205,7 @@ pub fn get(global: &GlobalArgs, name: &str) -> u8 {
 fn annotate(global: &GlobalArgs, name: &str, key: &str, value: &str, done: &str) -> u8 {
     match store(global).and_then(|s| s.set_annotation(&global.namespace, name, key, value)) {
         Ok(_) => {
-            println!("{}/{name}: {done}", global.namespace);
+            Stdout::new().line(format_args!("{}/{name}: {done}", global.namespace));
             EXIT_OK
         }
         Err(err) => fail(err),

@@ -8,6 +8,7 @@ mod local;
 mod printer;
 mod run;
 mod runner;
+mod stdout;
 
 use std::process::ExitCode;
 

@@ -21,13 +21,16 @@ const METADATA_KEYS: [&str; 4] = ["name", "namespace", "annotations", "labels"];
 /// Reads the MPDClusters of a YAML file holding one or more documents (`---`); empty
 /// documents are skipped.
 ///
-/// Errors: [`LocalError::Io`] when the file cannot be read; [`LocalError::Yaml`] when it is
+/// Errors: [`LocalError::Input`] when the file cannot be read; [`LocalError::Yaml`] when it is
 /// not YAML (with line and column) or holds no document; [`LocalError::Invalid`] naming the
 /// field (dotted path) for a wrong `apiVersion`/`kind`, a wrong type, a missing required field
 /// (including `metadata.name`), an invalid name and any unknown field. In a file of several
 /// documents the message starts with `document <n>:` (from 1).
 pub fn load_documents(path: &Path) -> Result<Vec<MPDCluster>, LocalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LocalError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|source| LocalError::Input {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
         let value = Value::deserialize(document).map_err(|e| yaml_error(path, &e))?;

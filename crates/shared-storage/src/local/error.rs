@@ -26,6 +26,15 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    /// An input file (a manifest given on the command line) cannot be read.
+    #[error("{}: cannot read the input file: {source}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored file does not parse.
     #[error("{}: corrupt: {message}", path.display())]
     Corrupt {
@@ -76,10 +85,13 @@ pub enum LocalError {
 
 impl LocalError {
     /// The process exit code for this error: 2 for bad input or a busy state directory
-    /// (`Locked`, `Yaml`, `Invalid`), 1 otherwise.
+    /// (`Locked`, `Input`, `Yaml`, `Invalid`), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            LocalError::Locked { .. } | LocalError::Yaml { .. } | LocalError::Invalid { .. } => 2,
+            LocalError::Locked { .. }
+            | LocalError::Input { .. }
+            | LocalError::Yaml { .. }
+            | LocalError::Invalid { .. } => 2,
             _ => 1,
         }
     }
@@ -111,10 +123,12 @@ impl LocalError {
                     message: self.to_string(),
                 }
             }
-            LocalError::Yaml { .. } | LocalError::Invalid { .. } => PortError::Rejected {
-                port: port::CLUSTERS,
-                message: self.to_string(),
-            },
+            LocalError::Input { .. } | LocalError::Yaml { .. } | LocalError::Invalid { .. } => {
+                PortError::Rejected {
+                    port: port::CLUSTERS,
+                    message: self.to_string(),
+                }
+            }
         }
     }
 }
@@ -154,6 +168,18 @@ mod tests {
             message: "eof".into(),
         };
         assert_eq!(corrupt.exit_code(), 1);
+        let unreadable = LocalError::Input {
+            path: PathBuf::from("missing.yaml"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            unreadable.exit_code(),
+            2,
+            "a missing input file is bad input"
+        );
+        assert!(unreadable
+            .to_string()
+            .starts_with("missing.yaml: cannot read the input file"));
         assert!(matches!(
             corrupt.to_port_error(),
             PortError::Unavailable { message, .. } if message.contains("x.json")

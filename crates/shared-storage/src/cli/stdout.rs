@@ -1,0 +1,68 @@
+//! Command output on standard output: a reader that goes away (`history c1 | head`) ends
+//! the output quietly instead of panicking in `println!` ("failed printing to stdout:
+//! Broken pipe").
+
+use std::io::{ErrorKind, StdoutLock, Write};
+
+/// Standard output, locked for one command's output. After a write fails (the pipe is
+/// closed) every further write is skipped.
+pub struct Stdout {
+    lock: StdoutLock<'static>,
+    closed: bool,
+}
+
+impl Default for Stdout {
+    fn default() -> Self {
+        Stdout {
+            lock: std::io::stdout().lock(),
+            closed: false,
+        }
+    }
+}
+
+impl Stdout {
+    /// Locked standard output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes `text` as it is.
+    pub fn text(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        if let Err(err) = self.lock.write_all(text.as_bytes()) {
+            self.close(&err);
+        }
+    }
+
+    /// Writes one line.
+    pub fn line(&mut self, line: impl std::fmt::Display) {
+        if self.closed {
+            return;
+        }
+        if let Err(err) = writeln!(self.lock, "{line}") {
+            self.close(&err);
+        }
+    }
+
+    /// Whether the reader went away.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn close(&mut self, err: &std::io::Error) {
+        self.closed = true;
+        if err.kind() != ErrorKind::BrokenPipe {
+            tracing::debug!(%err, "standard output is gone; the rest of the output is dropped");
+        }
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.lock.flush();
+        }
+    }
+}
