@@ -28,6 +28,10 @@ pub struct InsPodSpec {
     pub resources: BTreeMap<String, ContainerResources>,
     /// The PVC holding the shared volume.
     pub pvc_name: String,
+    /// The shared volume's id: the block device is `/dev/mapper/<volume_id>`.
+    pub volume_id: String,
+    /// The cluster's logic id (the agent container's `logic_ins_id`).
+    pub logic_ins_id: String,
     /// Schedule on this node only (migrations).
     pub target_node: Option<String>,
 }

@@ -61,6 +61,8 @@ impl SharedStorageService {
             images: model.image_info.images.clone(),
             resources: model.resources.clone(),
             pvc_name: model.storage.pvc_name.clone(),
+            volume_id: model.storage.volume_id.clone(),
+            logic_ins_id: model.logic_ins_id.clone(),
             target_node: ins.target_node.clone(),
         }
     }

@@ -132,7 +132,7 @@ impl Default for CmSettings {
 
 /// A `controller-config` flag: `1/T/Y/TRUE/YES` (any case) is true; empty is `default`;
 /// for a default-true flag anything but `0/F/N/FALSE/NO` is true.
-fn flag(value: Option<&String>, default: bool) -> bool {
+pub(crate) fn flag(value: Option<&String>, default: bool) -> bool {
     let value = value
         .map(|v| v.trim().to_ascii_uppercase())
         .unwrap_or_default();

@@ -13,6 +13,7 @@
 //! | C [`PortAllocator`](crate::ports::PortAllocator) | [`KubePortAllocator`] | the same ConfigMap, `cloud-provider-port-usage-<node>` |
 //! | D [`StorageManager`](crate::ports::StorageManager) | [`KubeStorageManager`] | the SMS over HTTP; job records in ConfigMaps |
 //! | E [`ClusterManager`](crate::ports::ClusterManager) | [`KubeClusterManager`] | the CM Deployment and its objects; the CM's REST API through [`CmApi`] ([`HttpCmApi`]) |
+//! | F [`PodManager`](crate::ports::PodManager) | [`KubePodManager`] | instance Pods (four containers, host network, the shared volume as a block device; an init container prepares the data directory) |
 //! | I [`AccountStore`](crate::ports::AccountStore) | [`KubeAccountStore`] | account Secrets |
 //! | J [`ParamStore`](crate::ports::ParamStore) | [`KubeParamStore`] | parameter ConfigMaps, templates |
 //! | K [`ClassCatalog`](crate::ports::ClassCatalog), [`VersionCatalog`](crate::ports::VersionCatalog) | [`KubeClassCatalog`], [`KubeVersionCatalog`] | class and minor-version ConfigMaps |
@@ -54,6 +55,8 @@ mod ids;
 mod nodes;
 mod owner;
 mod params;
+mod pod_manifest;
+mod pods;
 mod port_allocator;
 mod port_range;
 mod sms_jobs;
@@ -75,5 +78,6 @@ pub use exec::{ExecError, ExecOutput, KubePodExec, PodExec};
 pub use ids::KubeIdAllocator;
 pub use nodes::KubeNodeInventory;
 pub use params::KubeParamStore;
+pub use pods::KubePodManager;
 pub use port_allocator::KubePortAllocator;
 pub use storage::KubeStorageManager;

@@ -344,6 +344,7 @@ mod tests {
             resources: class.resources.clone(),
             pvc_name: pvc.name.clone(),
             target_node: None,
+            ..InsPodSpec::default()
         };
         let (node, host_ip, client_ip) = loop {
             match retry!(p.pods.ensure_pod(&pod_spec)) {
