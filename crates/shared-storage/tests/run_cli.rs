@@ -304,10 +304,8 @@ async fn a_server_that_never_answers_times_out_within_15_s() {
     );
 }
 
-// TODO(merge): once `ports::kube::connect` assembles every adapter, this run goes on to
-// reconcile; change the test to stop it with SIGTERM and expect exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_healthy_cluster_passes_the_checks_and_stops_at_the_unassembled_ports() {
+async fn a_healthy_cluster_passes_the_checks_runs_and_stops_cleanly_on_sigterm() {
     let addr = api_server(|_, path| match path {
         "/version" => version(),
         "/apis/mpd.polardb.aliyun.com/v1/mpdclusters" => (
@@ -322,15 +320,45 @@ async fn a_healthy_cluster_passes_the_checks_and_stops_at_the_unassembled_ports(
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://{addr}"));
 
-    let (output, took) =
-        tokio::task::spawn_blocking(move || run(&["--kubeconfig", config.to_str().unwrap()], &[]))
-            .await
-            .unwrap();
+    let (output, took) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(["run", "--kubeconfig", config.to_str().unwrap()])
+            .args(["--metrics-addr", "127.0.0.1:0", "--leader-election=false"])
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("HOME", "/nonexistent-home")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the operator runs past its checks"
+        );
+        let started = Instant::now();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        while child.try_wait().expect("wait").is_none() && started.elapsed() < LIMIT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().ok();
+        let took = started.elapsed();
+        (child.wait_with_output().expect("output"), took)
+    })
+    .await
+    .unwrap();
 
-    let line = one_error_line(&output, took);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(took < LIMIT, "stopped in {took:?}: {stderr}");
     assert!(
-        line.contains("cannot assemble the production ports"),
-        "{line}"
+        output.status.success(),
+        "exit {:?}: {stderr}",
+        output.status
     );
-    assert!(line.contains("adapter not assembled"), "{line}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -80,10 +80,28 @@ pub async fn add(api: &Api<MPDCluster>, cr: &MPDCluster) -> Result<Patched, Fina
         return Ok(Patched::Done(None));
     }
     let ops = match &cr.metadata.finalizers {
-        None => json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
-        ]),
+        // No list yet: a JSON patch cannot test for a missing member on every server, so
+        // the list is set by a merge patch carrying the resourceVersion the caller read (a
+        // concurrent change, e.g. another controller's finalizer, makes it fail with 409).
+        None => {
+            let name = cr.metadata.name.as_deref().unwrap_or_default();
+            let body = json!({"metadata": {
+                "finalizers": [FINALIZER],
+                "resourceVersion": cr.metadata.resource_version,
+            }});
+            return match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(written) => Ok(Patched::Done(Some(Box::new(written)))),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(Patched::Gone),
+                Err(source) => Err(FinalizerError::Patch {
+                    action: "add",
+                    cluster: cluster_id(cr),
+                    source,
+                }),
+            };
+        }
         Some(current) => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": current},
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},

@@ -14,6 +14,8 @@
 //! | D [`StorageManager`](crate::ports::StorageManager) | [`KubeStorageManager`] | the SMS over HTTP; job records in ConfigMaps |
 //! | E [`ClusterManager`](crate::ports::ClusterManager) | [`KubeClusterManager`] | the CM Deployment and its objects; the CM's REST API through [`CmApi`] ([`HttpCmApi`]) |
 //! | F [`PodManager`](crate::ports::PodManager) | [`KubePodManager`] | instance Pods (four containers, host network, the shared volume as a block device; an init container prepares the data directory) |
+//! | G [`EngineAgent`](crate::ports::EngineAgent) | [`ExecEngineAgent`] | the agent in the `manager` container, by exec; its environment on stdin |
+//! | H [`PfsdTool`](crate::ports::PfsdTool) | [`ExecPfsdTool`] | the pfsd tool in the `pfsd-tool` container, by exec |
 //! | I [`AccountStore`](crate::ports::AccountStore) | [`KubeAccountStore`] | account Secrets |
 //! | J [`ParamStore`](crate::ports::ParamStore) | [`KubeParamStore`] | parameter ConfigMaps, templates |
 //! | K [`ClassCatalog`](crate::ports::ClassCatalog), [`VersionCatalog`](crate::ports::VersionCatalog) | [`KubeClassCatalog`], [`KubeVersionCatalog`] | class and minor-version ConfigMaps |
@@ -36,6 +38,7 @@
 //! ```
 
 mod accounts;
+mod agent_env;
 mod api_error;
 mod catalog;
 mod cluster_manager;
@@ -47,6 +50,7 @@ mod config;
 mod conflict;
 mod connect;
 mod controller_map;
+mod engine_agent;
 mod exec;
 #[cfg(test)]
 mod fake_api;
@@ -55,6 +59,7 @@ mod ids;
 mod nodes;
 mod owner;
 mod params;
+mod pfsd;
 mod pod_manifest;
 mod pods;
 mod port_allocator;
@@ -71,13 +76,15 @@ pub use cm_api::CmApi;
 pub use cm_api::MockCmApi;
 pub use cm_http::HttpCmApi;
 pub use config::{KubePortsConfig, CM_API_SERVER_ENV};
-pub use connect::connect;
+pub use connect::{connect, connect_with, ConnectOverrides};
+pub use engine_agent::{ExecEngineAgent, AGENT_ARGV};
 #[cfg(test)]
 pub use exec::MockPodExec;
 pub use exec::{ExecError, ExecOutput, KubePodExec, PodExec};
 pub use ids::KubeIdAllocator;
 pub use nodes::KubeNodeInventory;
 pub use params::KubeParamStore;
+pub use pfsd::ExecPfsdTool;
 pub use pods::KubePodManager;
 pub use port_allocator::KubePortAllocator;
 pub use storage::KubeStorageManager;

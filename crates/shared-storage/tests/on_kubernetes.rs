@@ -1,0 +1,374 @@
+//! The Create flow, 11 of the 13 operations (MigrateRo and MigrateRw still stall here) and
+//! deletion, to `Running` or gone, with every port on its
+//! production adapter: the MPDCluster operator as `run` assembles it, over a fake API server
+//! (kube-fake-client with a test kubelet), the SMS and CM emulators on 127.0.0.1 and the
+//! exec stand-in of the engine agent. Each test checks the Kubernetes objects the flow made
+//! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status).
+
+mod kube_harness;
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+use kube_harness::{KubeHarness, NAME, NS};
+use serde_json::json;
+use shared_storage::crd::annotations;
+use shared_storage::ports::{ClusterRef, ParamSet, ParamValue};
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn label<'a>(pod: &'a Pod, key: &str) -> &'a str {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map_or("", String::as_str)
+}
+
+/// The starts of every pod's engine, by pod name.
+async fn starts(h: &KubeHarness) -> BTreeMap<String, u32> {
+    h.pods()
+        .await
+        .iter()
+        .map(|(name, pod)| (name.clone(), h.agent.starts(&uid(pod))))
+        .collect()
+}
+
+async fn running() -> KubeHarness {
+    KubeHarness::created(2).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_makes_the_pods_the_cm_and_the_accounts_and_ends_running() {
+    let h = running().await;
+
+    let cr = h.cr().await;
+    let status = cr.status.clone().unwrap_or_default();
+    assert_eq!(status.cluster_status, "Running");
+    assert_eq!(h.of_type("rw").await.len(), 1);
+    assert_eq!(h.of_type("ro").await.len(), 2);
+    let rw = &h.of_type("rw").await[0];
+    assert_eq!(status.leader_instance_id, rw.ins_id);
+    let pods = h.pods().await;
+    assert_eq!(pods.len(), 3, "{:?}", pods.keys());
+    for ins in h.instances().await.values() {
+        assert!(ins.installed, "{}", ins.ins_id);
+        let pod = &pods[&ins.pod_name];
+        assert_eq!(KubeHarness::node(pod), ins.node_name, "{}", ins.pod_name);
+        assert_eq!(label(pod, "apsara.metric.clusterName"), NAME);
+        assert_eq!(label(pod, "apsara.metric.ins_id"), ins.ins_id);
+        assert_eq!(
+            label(pod, "apsara.metric.db_ins_type"),
+            if ins.ins_type == "rw" {
+                "polardb_mpd_rw"
+            } else {
+                "polardb_mpd_ro"
+            }
+        );
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.host_network, Some(true));
+        let names: Vec<_> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(sorted(names), ["engine", "manager", "pfsd", "pfsd-tool"]);
+        assert!(KubeHarness::image(pod, "engine").ends_with(":1.1.1"));
+        let owner = &pod.metadata.owner_references.as_ref().expect("owned")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("MPDCluster", NAME)
+        );
+    }
+    let nodes: std::collections::BTreeSet<_> = pods.values().map(KubeHarness::node).collect();
+    assert_eq!(nodes.len(), 3, "one instance per node: {nodes:?}");
+    // The cluster manager: a Deployment, and every instance RUNNING in it.
+    let deployments = Api::<Deployment>::namespaced(h.cluster.client(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(deployments.len(), 1, "the CM Deployment");
+    assert_eq!(h.cm.instances().len(), 3);
+    assert!(h.cm.instances().iter().all(|i| i.phase == "RUNNING"));
+    // The storage: owned by the cluster, the write lock on the RW's node.
+    let pvc = h.sms.pvc(NS, "pvc-c1").expect("pvc");
+    assert_eq!(pvc.owner, NAME);
+    assert_eq!(pvc.write_node.as_deref(), Some(rw.node_name.as_str()));
+    // The accounts: Secrets with passwords, never on a command line.
+    let secrets = h.secrets().await;
+    assert!(secrets.len() >= 2, "{:?}", secrets.keys());
+    h.assert_no_password_in_an_argv().await;
+    // The runs are kept in the cluster's workflow ConfigMap.
+    let mementos = h
+        .config_map(&format!("{NAME}-workflow"))
+        .await
+        .expect("mementos");
+    assert!(!mementos.data.unwrap_or_default().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_class_recreates_every_pod_with_the_new_class() {
+    let mut h = running().await;
+    let old = sorted(h.pods().await.into_keys().collect::<Vec<_>>());
+    h.patch_spec(json!({"classInfoModifyTo": {"className": "polar.o.x4.large"}}))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let cr = h.cr().await;
+    assert_eq!(cr.spec.class_info.class_name, "polar.o.x4.large");
+    let pods = h.pods().await;
+    assert_eq!(pods.len(), 3);
+    for (name, pod) in &pods {
+        assert!(!old.contains(name), "{name} was replaced");
+        let engine = pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .find(|c| c.name == "engine")
+            .unwrap();
+        let cpu = engine
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("cpu"))
+            .map(|q| q.0.clone());
+        assert_eq!(cpu.as_deref(), Some("4"), "{name}");
+    }
+    assert!(h.of_type("tempro").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_moves_every_pod_and_the_cm_to_the_new_images() {
+    let mut h = running().await;
+    h.patch_spec(json!({"versionCfgModifyTo": {"versionName": "1.1.2"}}))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert_eq!(h.cr().await.spec.version_cfg.version_name, "1.1.2");
+    for (name, pod) in h.pods().await {
+        for container in ["engine", "manager", "pfsd", "pfsd-tool"] {
+            assert!(
+                KubeHarness::image(&pod, container).ends_with(":1.1.2"),
+                "{name} {container}"
+            );
+        }
+    }
+    let deployment = Api::<Deployment>::namespaced(h.cluster.client(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let image = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default();
+    assert!(image.ends_with(":1.1.2"), "{image}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_cluster_restarts_every_engine_in_its_pod() {
+    let mut h = running().await;
+    let before = starts(&h).await;
+    h.annotate(annotations::RESTART_CLUSTER, "T").await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let after = starts(&h).await;
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "same pods"
+    );
+    for (pod, n) in &before {
+        assert_eq!(after[pod], n + 1, "{pod}");
+    }
+    assert_eq!(h.annotation(annotations::RESTART_CLUSTER).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_ins_restarts_only_that_engine() {
+    let mut h = running().await;
+    let ro = h.of_type("ro").await[0].clone();
+    let before = starts(&h).await;
+    h.annotate(annotations::RESTART_INS, &ro.ins_id).await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let after = starts(&h).await;
+    for (pod, n) in &before {
+        let expected = if *pod == ro.pod_name { n + 1 } else { *n };
+        assert_eq!(after[pod], expected, "{pod}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_params_updates_every_engine_and_the_running_params_configmap() {
+    let mut h = running().await;
+    let cluster = ClusterRef::new(NS, NAME);
+    let params = h.op.service.ports().params.clone();
+    let mut user = params
+        .user_params(&cluster)
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    user.params.insert(
+        "work_mem".into(),
+        ParamValue {
+            name: "work_mem".into(),
+            value: "64MB".into(),
+            update_time: Some(chrono::Utc::now()),
+            inoperative_value: false,
+        },
+    );
+    params.save_user_params(&cluster, &user).await.unwrap();
+    h.annotate(annotations::FLUSH_PARAMS, "true").await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    for (name, pod) in h.pods().await {
+        assert_eq!(
+            h.agent
+                .params(&uid(&pod))
+                .get("work_mem")
+                .map(String::as_str),
+            Some("64MB"),
+            "{name}"
+        );
+    }
+    let running: ParamSet = params
+        .running_params(&cluster)
+        .await
+        .unwrap()
+        .expect("running params");
+    assert_eq!(running.params["work_mem"].value, "64MB");
+    let cm = h.config_map(&format!("{NAME}-running-params")).await;
+    assert!(cm.is_some(), "the running parameters are a ConfigMap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_rw_makes_the_target_the_leader_in_the_status_and_the_cm() {
+    let mut h = running().await;
+    let target = h.of_type("ro").await[0].clone();
+    h.annotate(annotations::SWITCH_RW, &target.ins_id).await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert_eq!(h.leader().await, target.ins_id);
+    let rw: Vec<String> =
+        h.cm.instances()
+            .into_iter()
+            .filter(|i| i.role == test_cluster::cm::CmRole::Rw)
+            .map(|i| i.pod_name)
+            .collect();
+    assert_eq!(
+        rw,
+        std::slice::from_ref(&target.pod_name),
+        "the CM's RW is the target"
+    );
+    assert_eq!(h.of_type("ro").await.len(), 2);
+    assert_eq!(h.annotation(annotations::SWITCH_RW).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_ro_replaces_the_failed_ro_pod() {
+    let mut h = running().await;
+    let ro = h.of_type("ro").await[0].clone();
+    h.cm.fail_instance(&ro.pod_name);
+    h.api
+        .patch_status(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"dbInstanceStatus": {ro.ins_id.clone(): {"currentState": {"state": "FAILED"}}}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let slot: Vec<_> = h
+        .of_type("ro")
+        .await
+        .into_iter()
+        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
+        .collect();
+    assert_eq!(slot.len(), 1);
+    assert_ne!(slot[0].ins_id, ro.ins_id);
+    let pods = h.pods().await;
+    assert!(pods.contains_key(&slot[0].pod_name));
+    assert!(!pods.contains_key(&ro.pod_name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_ro_creates_one_more_pod_and_cm_instance() {
+    let mut h = running().await;
+    h.patch_spec(json!({"followerNum": 3})).await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert_eq!(h.of_type("ro").await.len(), 3);
+    assert_eq!(h.pods().await.len(), 4);
+    assert_eq!(h.cm.instances().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_ro_deletes_its_pod_and_follower_num_follows() {
+    let mut h = running().await;
+    let ro = h.of_type("ro").await[0].clone();
+    h.annotate(annotations::REMOVE_INS, &ro.ins_id).await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert_eq!(h.of_type("ro").await.len(), 1);
+    assert_eq!(h.cr().await.spec.follower_num, 1);
+    assert!(!h.pods().await.contains_key(&ro.pod_name));
+    assert_eq!(h.cm.instances().len(), 2);
+    assert_eq!(h.annotation(annotations::REMOVE_INS).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_storage_grows_pfs_in_every_pod() {
+    let mut h = running().await;
+    h.annotate(annotations::EXTEND_STORAGE, "1").await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    for (name, pod) in h.pods().await {
+        assert!(h.agent.grown(&uid(&pod)) > 0, "{name}");
+    }
+    assert_eq!(h.annotation(annotations::EXTEND_STORAGE).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_recreates_the_cm_and_every_pod_keeping_the_ids() {
+    let mut h = running().await;
+    let ids = sorted(h.instances().await.into_keys().collect::<Vec<_>>());
+    let uids: Vec<String> = h.pods().await.values().map(uid).collect();
+    h.annotate(annotations::FORCE_REBUILD, "true").await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert_eq!(
+        sorted(h.instances().await.into_keys().collect::<Vec<_>>()),
+        ids
+    );
+    let pods = h.pods().await;
+    assert_eq!(pods.len(), 3);
+    assert!(
+        pods.values().all(|p| !uids.contains(&uid(p))),
+        "every pod recreated"
+    );
+    assert_eq!(h.annotation(annotations::FORCE_REBUILD).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_releases_the_storage_drops_the_finalizer_and_the_object_is_gone() {
+    let mut h = running().await;
+    h.api
+        .delete(NAME, &kube::api::DeleteParams::default())
+        .await
+        .expect("delete");
+    assert_eq!(h.settle().await, "", "gone: {:?}", h.errors);
+    assert!(
+        h.api.get_opt(NAME).await.unwrap().is_none(),
+        "the object is gone"
+    );
+    let pvc = h.sms.pvc(NS, "pvc-c1").expect("pvc");
+    assert_eq!(pvc.owner, "", "the volume is released");
+    assert_eq!(pvc.write_node, None);
+    h.cluster.sync().await.unwrap();
+    assert!(
+        h.pods().await.is_empty(),
+        "the pods are collected with their owner"
+    );
+}
