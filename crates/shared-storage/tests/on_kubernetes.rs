@@ -1,6 +1,5 @@
-//! The Create flow, 11 of the 13 operations (MigrateRo and MigrateRw still stall here) and
-//! deletion, to `Running` or gone, with every port on its
-//! production adapter: the MPDCluster operator as `run` assembles it, over a fake API server
+//! The Create flow, each of the 13 operations and deletion, to `Running` or gone, with
+//! every port on its production adapter: the MPDCluster operator as `run` assembles it, over a fake API server
 //! (kube-fake-client with a test kubelet), the SMS and CM emulators on 127.0.0.1 and the
 //! exec stand-in of the engine agent. Each test checks the Kubernetes objects the flow made
 //! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status).
@@ -43,6 +42,15 @@ async fn starts(h: &KubeHarness) -> BTreeMap<String, u32> {
         .iter()
         .map(|(name, pod)| (name.clone(), h.agent.starts(&uid(pod))))
         .collect()
+}
+
+/// The node no instance runs on (the engine port is taken on the others).
+async fn free_node(h: &KubeHarness) -> String {
+    let used: Vec<String> = h.pods().await.values().map(KubeHarness::node).collect();
+    (1..=4)
+        .map(|n| format!("node-{n}"))
+        .find(|n| !used.contains(n))
+        .expect("a free node")
 }
 
 async fn running() -> KubeHarness {
@@ -371,4 +379,48 @@ async fn delete_releases_the_storage_drops_the_finalizer_and_the_object_is_gone(
         h.pods().await.is_empty(),
         "the pods are collected with their owner"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_ro_moves_its_pod_to_the_target_node() {
+    let mut h = running().await;
+    let ro = h.of_type("ro").await[0].clone();
+    let free = free_node(&h).await;
+    h.annotate(annotations::MIGRATE, &format!("{}|{free}", ro.ins_id))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let moved: Vec<_> = h
+        .of_type("ro")
+        .await
+        .into_iter()
+        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
+        .collect();
+    assert_eq!(moved.len(), 1);
+    let pods = h.pods().await;
+    assert_eq!(KubeHarness::node(&pods[&moved[0].pod_name]), free);
+    assert!(!pods.contains_key(&ro.pod_name), "the old pod is gone");
+    assert_eq!(pods.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_rw_moves_the_rw_pod_to_the_target_node() {
+    let mut h = running().await;
+    let rw = h.of_type("rw").await[0].clone();
+    let free = free_node(&h).await;
+    h.annotate(annotations::MIGRATE, &format!("{}|{free}", rw.ins_id))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let new_rw = h.of_type("rw").await[0].clone();
+    assert_eq!(new_rw.physical_ins_id, rw.physical_ins_id);
+    let pods = h.pods().await;
+    assert_eq!(KubeHarness::node(&pods[&new_rw.pod_name]), free);
+    assert_eq!(pods.len(), 3);
+    // The CM moves the write lock with its switchover (its emulator has no SMS side).
+    let rw_in_cm: Vec<String> =
+        h.cm.instances()
+            .into_iter()
+            .filter(|i| i.role == test_cluster::cm::CmRole::Rw)
+            .map(|i| i.pod_name)
+            .collect();
+    assert_eq!(rw_in_cm, std::slice::from_ref(&new_rw.pod_name));
 }

@@ -135,15 +135,12 @@ impl KubeHarness {
     }
 
     /// Reconciles, as the controller would, until the cluster is stable and nothing asks
-    /// to come back (at most 400 reconciles, the kubelet and the CM moving in between);
+    /// to come back (at most 600 reconciles, the kubelet and the CM moving in between);
     /// returns the state.
     pub async fn settle(&mut self) -> String {
         let mut last = None;
-        for round in 0..400 {
-            if round == 399 {
-                self.errors
-                    .push(format!("not settled after 400 reconciles; last: {last:?}"));
-            }
+        let mut settled = false;
+        for _ in 0..600 {
             self.cluster.sync().await.expect("kubelet");
             let Some(cr) = self.api.get_opt(NAME).await.expect("read the cluster") else {
                 return String::new();
@@ -153,11 +150,16 @@ impl KubeHarness {
                     let stable = matches!(decision.reconciled, Some(Reconciled::Stable { .. }));
                     last = Some(decision.reconciled.clone());
                     if decision.gone || (stable && decision.requeue_after.is_none()) {
+                        settled = true;
                         break;
                     }
                 }
                 Err(e) => self.errors.push(e.to_string()),
             }
+        }
+        if !settled {
+            self.errors
+                .push(format!("not settled after 600 reconciles; last: {last:?}"));
         }
         self.state().await
     }
