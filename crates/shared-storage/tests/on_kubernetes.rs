@@ -263,12 +263,7 @@ async fn switch_rw_makes_the_target_the_leader_in_the_status_and_the_cm() {
     h.annotate(annotations::SWITCH_RW, &target.ins_id).await;
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
     assert_eq!(h.leader().await, target.ins_id);
-    let rw: Vec<String> =
-        h.cm.instances()
-            .into_iter()
-            .filter(|i| i.role == test_cluster::cm::CmRole::Rw)
-            .map(|i| i.pod_name)
-            .collect();
+    let rw = h.cm_rw();
     assert_eq!(
         rw,
         std::slice::from_ref(&target.pod_name),
@@ -416,11 +411,6 @@ async fn migrate_rw_moves_the_rw_pod_to_the_target_node() {
     assert_eq!(KubeHarness::node(&pods[&new_rw.pod_name]), free);
     assert_eq!(pods.len(), 3);
     // The CM moves the write lock with its switchover (its emulator has no SMS side).
-    let rw_in_cm: Vec<String> =
-        h.cm.instances()
-            .into_iter()
-            .filter(|i| i.role == test_cluster::cm::CmRole::Rw)
-            .map(|i| i.pod_name)
-            .collect();
+    let rw_in_cm = h.cm_rw();
     assert_eq!(rw_in_cm, std::slice::from_ref(&new_rw.pod_name));
 }

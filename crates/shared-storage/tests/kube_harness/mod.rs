@@ -204,6 +204,16 @@ impl KubeHarness {
             .leader_instance_id
     }
 
+    /// The pods the cluster manager has as its RW.
+    pub fn cm_rw(&self) -> Vec<String> {
+        self.cm
+            .instances()
+            .into_iter()
+            .filter(|i| i.role == test_cluster::cm::CmRole::Rw)
+            .map(|i| i.pod_name)
+            .collect()
+    }
+
     /// Changes the spec with a merge patch, as `kubectl apply` would.
     pub async fn patch_spec(&self, spec: serde_json::Value) {
         self.api

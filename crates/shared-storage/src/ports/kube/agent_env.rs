@@ -22,6 +22,11 @@ pub fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
+/// An environment from `(key, value)` pairs.
+pub fn env<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
 /// The stdin of an action: `key='value'` lines, in key order.
 pub fn encode(env: &BTreeMap<String, String>) -> Vec<u8> {
     let mut out = String::new();
@@ -102,7 +107,7 @@ pub fn pod_keys(
         .next()
         .unwrap_or_default()
         .to_owned();
-    [
+    env([
         ("cust_ins_id", ins.physical_ins_id.clone()),
         (
             "mycnf_dict",
@@ -128,10 +133,7 @@ pub fn pod_keys(
             "service_type",
             if is_rw { "polardb_mpd_rw" } else { "polardb_mpd_ro" }.into(),
         ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ])
 }
 
 #[cfg(test)]

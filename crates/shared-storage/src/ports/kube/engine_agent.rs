@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-use super::agent_env::{encode, pod_keys, ports_json, topology, TOPOLOGY_KEY};
+use super::agent_env::{encode, env, pod_keys, ports_json, topology, TOPOLOGY_KEY};
 use super::api_error::{is_already_exists, port_error};
 use super::exec::{ExecError, ExecOutput, PodExec};
 use super::owner::cluster_owner;
@@ -330,7 +330,7 @@ impl EngineAgent for ExecEngineAgent {
             .split_once("://")
             .map_or(container_id.as_str(), |(_, id)| id)
             .to_owned();
-        let env: BTreeMap<String, String> = [
+        let env = env([
             ("base_collect_path", "/sys/fs/cgroup/".to_owned()),
             ("ins_name", ins.ins_name.clone()),
             (
@@ -339,10 +339,7 @@ impl EngineAgent for ExecEngineAgent {
             ),
             ("access_port", ins.port.to_string()),
             ("phy_ins_id", ins.physical_ins_id.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        ]);
         self.action(target, "hostins_ops", "setup_logagent_config", env)
             .await
             .map(drop)
@@ -393,15 +390,12 @@ impl EngineAgent for ExecEngineAgent {
     ) -> Result<(), PortError> {
         let (_, _, ins) = self.model(target).await?;
         for account in accounts {
-            let env: BTreeMap<String, String> = [
+            let env = env([
                 ("srv_opr_host_ip", ports_json(&ins)),
                 ("srv_opr_user_name", account.name.clone()),
                 ("srv_opr_password", account.password.clone()),
                 ("srv_opr_privilege", account.privilege.to_string()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+            ]);
             self.action(target, "account", "create", env).await?;
         }
         Ok(())
@@ -414,7 +408,7 @@ impl EngineAgent for ExecEngineAgent {
     ) -> Result<(), PortError> {
         let (cluster, model, ins) = self.model(target).await?;
         let accounts = self.accounts.accounts(&cluster).await?;
-        let env: BTreeMap<String, String> = [
+        let env = env([
             ("srv_opr_host_ip", ports_json(&ins)),
             (TOPOLOGY_KEY, topology(&model, &accounts)),
             ("cust_ins_id", ins.physical_ins_id.clone()),
@@ -423,10 +417,7 @@ impl EngineAgent for ExecEngineAgent {
                 "params",
                 serde_json::to_string(params).unwrap_or_else(|_| "{}".into()),
             ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        ]);
         self.action(target, "update_conf", "update", env)
             .await
             .map(drop)
