@@ -1,6 +1,7 @@
 //! The typed context a step reads: the init context merged with all earlier outputs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -111,7 +112,8 @@ fn abbreviate(mut text: String) -> String {
 pub struct StepContext {
     flow: String,
     step: String,
-    values: JsonMap,
+    /// Shared: the steps of a run that read no earlier output all see the init context.
+    values: Arc<JsonMap>,
     outputs: BTreeMap<String, JsonMap>,
     resource_name_key: String,
     resource_namespace_key: String,
@@ -125,6 +127,24 @@ impl StepContext {
         flow: impl Into<String>,
         step: impl Into<String>,
         values: JsonMap,
+        resource_name_key: impl Into<String>,
+        resource_namespace_key: impl Into<String>,
+    ) -> Self {
+        Self::with_shared_values(
+            flow,
+            step,
+            Arc::new(values),
+            resource_name_key,
+            resource_namespace_key,
+        )
+    }
+
+    /// [`StepContext::new`] over values shared with other contexts (the engine hands every
+    /// step that reads no earlier output the run's init context this way, without a copy).
+    pub fn with_shared_values(
+        flow: impl Into<String>,
+        step: impl Into<String>,
+        values: Arc<JsonMap>,
         resource_name_key: impl Into<String>,
         resource_namespace_key: impl Into<String>,
     ) -> Self {

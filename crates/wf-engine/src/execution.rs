@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -184,6 +185,8 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 .iter()
                 .zip(&flow.steps)
                 .all(|(record, meta)| record.step_name == meta.step_name);
+        // The init context as the steps see it, made once per run (the run never changes it).
+        let mut init_values: Option<Arc<JsonMap>> = None;
         for (index, meta) in flow.steps.iter().enumerate() {
             let found = if aligned {
                 Some(index)
@@ -232,7 +235,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 return self.interrupt(seq, rt, pos, MANY_RETRY, message).await;
             }
 
-            let mut values = rt.init_context.clone();
+            let mut values: Option<JsonMap> = None;
             let mut outputs = BTreeMap::new();
             for (i, earlier) in flow.steps[..index].iter().enumerate() {
                 let record = if aligned {
@@ -243,11 +246,20 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 // A step that gave no output has none to read (and costs nothing here: a
                 // step's context is built in time proportional to the outputs, not the flow).
                 if let Some(record) = record.filter(|r| !r.context_output.is_empty()) {
-                    values.extend(record.context_output.clone());
+                    values
+                        .get_or_insert_with(|| rt.init_context.clone())
+                        .extend(record.context_output.clone());
                     outputs.insert(earlier.step_name.clone(), record.context_output.clone());
                 }
             }
-            let ctx = StepContext::new(
+            // No earlier output: the run's init context, shared, not copied per step.
+            let values = match values {
+                Some(merged) => Arc::new(merged),
+                None => init_values
+                    .get_or_insert_with(|| Arc::new(rt.init_context.clone()))
+                    .clone(),
+            };
+            let ctx = StepContext::with_shared_values(
                 &flow.name,
                 &meta.step_name,
                 values,

@@ -279,8 +279,9 @@ impl MementoCaretaker {
             });
         }
         let change = MementoWrite { key, value, remove };
-        self.storage.write(&change).await?;
-        self.entries.apply(&change);
+        let shared: Arc<str> = Arc::from(change.value.as_str());
+        self.storage.write_shared(&change, shared.clone()).await?;
+        self.entries.apply_shared(&change, shared);
         self.plain = OnceLock::new();
         document.written = Some((change.value.len(), is_finished));
         document.reuse(change.value);

@@ -112,9 +112,13 @@ struct Stored {
 
 impl Stored {
     fn new(json: &str) -> Self {
+        Stored::shared(Arc::from(json))
+    }
+
+    fn shared(json: Arc<str>) -> Self {
         Stored {
-            finished: finished(json),
-            json: Arc::from(json),
+            finished: finished(&json),
+            json,
         }
     }
 }
@@ -213,10 +217,33 @@ impl MementoEntries {
 
     /// Applies one write: its removals, then its key.
     pub fn apply(&mut self, change: &MementoWrite) {
+        self.apply_shared(change, Arc::from(change.value.as_str()));
+    }
+
+    /// Applies one write whose value is also given as `value` (the same text, shared): the
+    /// entries keep that string instead of a copy, so a caretaker and a store that both
+    /// keep entries hold one copy of each document between them.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wf_engine::memento::{MementoEntries, MementoWrite};
+    ///
+    /// let change = MementoWrite {
+    ///     key: "1-Create".into(),
+    ///     value: r#"{"flowStatus":"running"}"#.into(),
+    ///     remove: vec![],
+    /// };
+    /// let shared: Arc<str> = Arc::from(change.value.as_str());
+    /// let mut entries = MementoEntries::new();
+    /// entries.apply_shared(&change, shared.clone());
+    /// assert_eq!(entries.get("1-Create"), Some(&*shared));
+    /// ```
+    pub fn apply_shared(&mut self, change: &MementoWrite, value: Arc<str>) {
+        debug_assert_eq!(&*value, change.value.as_str());
         for key in &change.remove {
             self.put(&Probe::new(key), None);
         }
-        self.put(&Probe::new(&change.key), Some(Stored::new(&change.value)));
+        self.put(&Probe::new(&change.key), Some(Stored::shared(value)));
     }
 
     /// The engine key with the highest sequence: `(seq, key, json)`.

@@ -68,6 +68,18 @@ impl MementoStorage for InMemoryMementoStorage {
         Ok(())
     }
 
+    async fn write_shared(
+        &self,
+        change: &MementoWrite,
+        value: Arc<str>,
+    ) -> Result<(), MementoError> {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_shared(change, value);
+        Ok(())
+    }
+
     async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
         let mut entries = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         entries.compact();

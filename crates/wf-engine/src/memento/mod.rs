@@ -53,6 +53,19 @@ pub trait MementoStorage: Send + Sync {
     /// Applies one write; either all of it lands or none. The store is created on first write.
     async fn write(&self, change: &MementoWrite) -> Result<(), MementoError>;
 
+    /// [`MementoStorage::write`], with the value also given as a shared string (`value` is
+    /// `change.value`): a store that keeps its content in memory as [`MementoEntries`] may
+    /// keep `value` instead of copying the document, as the in-memory store does. The
+    /// caretaker writes through this; the default calls [`MementoStorage::write`].
+    async fn write_shared(
+        &self,
+        change: &MementoWrite,
+        value: Arc<str>,
+    ) -> Result<(), MementoError> {
+        let _ = value;
+        self.write(change).await
+    }
+
     /// The store's content as [`MementoEntries`], which the caretaker loads. A store that
     /// keeps its content as entries hands out a clone, sharing the stored bytes; the default
     /// converts [`MementoStorage::load_all`].
