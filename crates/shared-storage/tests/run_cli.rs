@@ -304,26 +304,115 @@ async fn a_server_that_never_answers_times_out_within_15_s() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_healthy_cluster_passes_the_checks_runs_and_stops_cleanly_on_sigterm() {
-    let addr = api_server(|_, path| match path {
-        "/version" => version(),
-        "/apis/mpd.polardb.aliyun.com/v1/mpdclusters" => (
+/// The callback token of the healthy cluster's Secret, and as the Secret holds it.
+const CALLBACK_TOKEN: &str = "callback-token-of-the-run-test-0001";
+const CALLBACK_TOKEN_BASE64: &str = "Y2FsbGJhY2stdG9rZW4tb2YtdGhlLXJ1bi10ZXN0LTAwMDE=";
+
+/// The empty lists and the token Secret of a healthy cluster with no MPDCluster.
+fn healthy(path: &str) -> (u16, String) {
+    let list = |kind: &str, api_version: &str| {
+        (
             200,
-            serde_json::json!({"apiVersion": "mpd.polardb.aliyun.com/v1", "kind": "MPDClusterList",
+            serde_json::json!({"apiVersion": api_version, "kind": kind,
                                "metadata": {"resourceVersion": "1"}, "items": []})
+            .to_string(),
+        )
+    };
+    match path {
+        "/version" => version(),
+        "/apis/mpd.polardb.aliyun.com/v1/mpdclusters" => {
+            list("MPDClusterList", "mpd.polardb.aliyun.com/v1")
+        }
+        "/api/v1/pods" => list("PodList", "v1"),
+        "/api/v1/namespaces/kube-system/secrets/polar-mpd-callback-token" => (
+            200,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "polar-mpd-callback-token", "namespace": "kube-system"},
+                "data": {"token": CALLBACK_TOKEN_BASE64}})
             .to_string(),
         ),
         _ => status(404, "NotFound", "not found"),
+    }
+}
+
+/// A port of 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of a raw HTTP/1.1 `POST path` to `port`, with `authorization` if given.
+fn post_status(port: u16, path: &str, authorization: Option<&str>) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let body = r#"{"endpoint":"10.0.0.1:5432"}"#;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_token_secret_missing_exits_with_one_line_naming_it() {
+    let addr = api_server(|_, path| match path {
+        "/api/v1/namespaces/kube-system/secrets/polar-mpd-callback-token" => status(
+            404,
+            "NotFound",
+            "secrets \"polar-mpd-callback-token\" not found",
+        ),
+        other => healthy(other),
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+    let port = free_port().to_string();
 
     let (output, took) = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "--kubeconfig",
+                config.to_str().unwrap(),
+                "--callback-addr",
+                &format!("127.0.0.1:{port}"),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+
+    let line = one_error_line(&output, took);
+    assert!(
+        line.contains("callback token Secret kube-system/polar-mpd-callback-token")
+            && line.contains("--callbacks=false"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_cluster_passes_the_checks_serves_authenticated_callbacks_and_stops_on_sigterm() {
+    let addr = api_server(|_, path| healthy(path)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+    let port = free_port();
+
+    let (output, took, answers) = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(BIN)
             .args(["run", "--kubeconfig", config.to_str().unwrap()])
             .args(["--metrics-addr", "127.0.0.1:0", "--leader-election=false"])
+            .args(["--callback-addr", &format!("127.0.0.1:{port}")])
             .env_remove("KUBECONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env("HOME", "/nonexistent-home")
@@ -337,6 +426,12 @@ async fn a_healthy_cluster_passes_the_checks_runs_and_stops_cleanly_on_sigterm()
             child.try_wait().expect("wait").is_none(),
             "the operator runs past its checks"
         );
+        let path = "/api/v1/namespace/db/name/nosuch/rw_ins";
+        let answers = [
+            post_status(port, path, None),
+            post_status(port, path, Some("Bearer wrong-token-of-the-same-size-000")),
+            post_status(port, path, Some(&format!("Bearer {CALLBACK_TOKEN}"))),
+        ];
         let started = Instant::now();
         let signalled = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -348,12 +443,18 @@ async fn a_healthy_cluster_passes_the_checks_runs_and_stops_cleanly_on_sigterm()
         }
         child.kill().ok();
         let took = started.elapsed();
-        (child.wait_with_output().expect("output"), took)
+        (child.wait_with_output().expect("output"), took, answers)
     })
     .await
     .unwrap();
 
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Without the token and with a wrong one: 401; with it, the unknown cluster is 404.
+    assert_eq!(answers, [Some(401), Some(401), Some(404)], "{stderr}");
+    assert!(
+        !stderr.contains(CALLBACK_TOKEN),
+        "the token is never logged"
+    );
     assert!(took < LIMIT, "stopped in {took:?}: {stderr}");
     assert!(
         output.status.success(),

@@ -211,6 +211,29 @@ pub struct RunArgs {
     /// How long one exec into an instance container may take.
     #[arg(long, env = "MPD_EXEC_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub exec_timeout: Duration,
+
+    /// Serve the cluster managers' callbacks (`rw_ins`, `meta/engine_status`) on
+    /// `--callback-addr`, authenticated with the token of `--callback-token-secret`
+    /// (`=false`: no callbacks; the status monitor's resync is then the only feed).
+    #[arg(long, env = "MPD_CALLBACKS", action = ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_value_t = true, default_missing_value = "true")]
+    pub callbacks: bool,
+    /// Where the callbacks are served.
+    #[arg(long, env = "MPD_CALLBACK_ADDR", default_value = "0.0.0.0:6099")]
+    pub callback_addr: SocketAddr,
+    /// The Secret holding the callback bearer token under the key `token`:
+    /// `NAME` (in the operator's namespace, `POD_NAMESPACE`, else `--system-namespace`) or
+    /// `NAMESPACE/NAME`.
+    #[arg(
+        long,
+        env = "MPD_CALLBACK_TOKEN_SECRET",
+        default_value = "polar-mpd-callback-token"
+    )]
+    pub callback_token_secret: String,
+    /// How often the status monitor asks every cluster manager for its cluster's state
+    /// (the callbacks and pod events fold a cluster at once in between).
+    #[arg(long, env = "MPD_STATUS_RESYNC_INTERVAL", value_parser = parse_duration, default_value = "60s")]
+    pub status_resync_interval: Duration,
 }
 
 impl RunArgs {
@@ -236,6 +259,24 @@ impl RunArgs {
             ..KubePortsConfig::default()
         }
         .cm_api_server_env_from_process()
+    }
+
+    /// The namespace the operator runs in: `POD_NAMESPACE` (`--leader-election-namespace`),
+    /// else `--system-namespace`.
+    pub fn own_namespace(&self) -> String {
+        self.leader_election_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.system_namespace.clone())
+    }
+
+    /// The callback token Secret as `(namespace, name)`.
+    pub fn callback_token_secret(&self) -> (String, String) {
+        match self.callback_token_secret.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() => (ns.to_owned(), name.to_owned()),
+            Some((_, name)) => (self.own_namespace(), name.to_owned()),
+            None => (self.own_namespace(), self.callback_token_secret.clone()),
+        }
     }
 }
 

@@ -9,14 +9,23 @@
 //! 3. [`wf_kube::Operator`]: `/metrics`, `/healthz`, `/readyz` on `--metrics-addr`, leader
 //!    election on the Lease `--leader-election-id` unless `--leader-election=false`, and a
 //!    graceful stop that lets each running step reach its saved transition.
+//! 4. Beside it, on the leader only and under the flows' per-cluster locks: the
+//!    [`StatusMonitor`] (a resync every `--status-resync-interval`, a fold whenever an
+//!    instance pod changes) and the cluster managers' callbacks on `--callback-addr`, with
+//!    the bearer token of `--callback-token-secret` (`--callbacks=false` to serve none). A
+//!    missing token Secret or a taken callback address is one line and a non-zero exit.
+//!    Both stop after the operator has drained.
 
+use tokio::sync::watch;
 use wf_kube::{LeaseConfig, OperatorError};
 
 use super::args::RunArgs;
 use super::connection::{self, ConnectionError};
 use super::{EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK};
-use crate::cluster::{ClusterFilter, ClusterOperator, ClusterSettings};
+use crate::callbacks::{self, CallbackError, CallbackServer, CallbackToken, TokenError, TOKEN_KEY};
+use crate::cluster::{ClusterFilter, ClusterOperator, ClusterSettings, INSTANCE_POD_SELECTOR};
 use crate::ports::PortError;
+use crate::status::{trigger_on_pod_events, Leadership, MonitorConfig, StatusMonitor};
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +42,20 @@ enum RunError {
     /// The operator could not run (the metrics address is taken, a bad lease config).
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    /// The callback token could not be read (`--callbacks=false` serves no callbacks).
+    #[error("{0} (create it, or run with --callbacks=false)")]
+    Token(#[from] TokenError),
+    /// The callback token Secret did not come within `--startup-timeout`.
+    #[error("reading the callback token Secret {secret} took longer than {after:?}")]
+    TokenTimeout {
+        /// `namespace/name`.
+        secret: String,
+        /// `--startup-timeout`.
+        after: std::time::Duration,
+    },
+    /// The callback address could not be bound.
+    #[error(transparent)]
+    Callbacks(#[from] CallbackError),
 }
 
 impl RunError {
@@ -41,7 +64,8 @@ impl RunError {
             RunError::Connection(
                 ConnectionError::Kubeconfig { .. } | ConnectionError::Config { .. },
             )
-            | RunError::Setup(_) => EXIT_BAD_INPUT,
+            | RunError::Setup(_)
+            | RunError::Token(TokenError::Invalid { .. }) => EXIT_BAD_INPUT,
             _ => EXIT_INTERRUPTED,
         }
     }
@@ -71,30 +95,95 @@ async fn start(args: RunArgs) -> Result<(), RunError> {
 
     let ports = crate::ports::kube::connect(client.clone(), &args.ports_config())?;
     let identity = identity(args.pod_name.clone());
+    let watch_namespace = args.watch_namespace.clone().filter(|n| !n.is_empty());
     let settings = ClusterSettings {
         filter: ClusterFilter::new(args.filter_operator_name.clone()),
-        watch_namespace: args.watch_namespace.clone().filter(|n| !n.is_empty()),
+        watch_namespace: watch_namespace.clone(),
         concurrency: args.max_concurrent_reconciles,
         flow_dir: args.flow_dir.clone(),
         instance: Some(identity.clone()),
         ..ClusterSettings::default()
     };
-    let mut operator = ClusterOperator::build(client, ports, settings)?
+    let cluster_operator = ClusterOperator::build(client.clone(), ports, settings)?;
+    let (service, locks) = (
+        cluster_operator.service.clone(),
+        cluster_operator.locks.clone(),
+    );
+    let mut operator = cluster_operator
         .into_operator()
         .with_http(args.metrics_addr);
     if args.leader_election {
-        let namespace = args
-            .leader_election_namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| args.system_namespace.clone());
         operator = operator.with_leader_election(LeaseConfig::new(
-            namespace,
+            args.own_namespace(),
             args.leader_election_id.clone(),
             identity,
         ));
     }
-    operator.run().await?;
+    let monitor = StatusMonitor::new(
+        service,
+        locks,
+        Leadership::from_health(operator.health()),
+        MonitorConfig {
+            resync_interval: args.status_resync_interval,
+            operator_name: args.filter_operator_name.clone(),
+            ..MonitorConfig::default()
+        },
+    );
+    let callback_server = if args.callbacks {
+        let (namespace, name) = args.callback_token_secret();
+        let read = CallbackToken::from_secret(client.clone(), &namespace, &name, TOKEN_KEY);
+        let token = tokio::time::timeout(args.startup_timeout, read)
+            .await
+            .map_err(|_| RunError::TokenTimeout {
+                secret: format!("{namespace}/{name}"),
+                after: args.startup_timeout,
+            })??;
+        let listener = callbacks::bind(args.callback_addr).await?;
+        Some((CallbackServer::new(monitor.clone(), token), listener))
+    } else {
+        tracing::info!("callbacks off (--callbacks=false): the status resync is the only feed");
+        None
+    };
+
+    // The monitor and the callbacks stop once the operator has drained.
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut side_tasks = tokio::task::JoinSet::new();
+    side_tasks.spawn(monitor.clone().run_until(until_stopped()));
+    side_tasks.spawn({
+        let (client, stopped) = (client.clone(), until_stopped());
+        async move {
+            trigger_on_pod_events(
+                client,
+                watch_namespace.as_deref(),
+                INSTANCE_POD_SELECTOR,
+                monitor,
+                stopped,
+            )
+            .await;
+        }
+    });
+    if let Some((server, listener)) = callback_server {
+        let stopped = until_stopped();
+        side_tasks.spawn(async move {
+            if let Err(error) = server.serve(listener, stopped).await {
+                tracing::warn!(%error, "callback server");
+            }
+        });
+    }
+    let result = operator.run().await;
+    let _ = stop.send(true);
+    while let Some(joined) = side_tasks.join_next().await {
+        if let Err(error) = joined {
+            tracing::warn!(%error, "a status task ended abnormally");
+        }
+    }
+    result?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::Api;
-use wf_engine::WorkflowConfig;
+use wf_engine::{ResourceLocks, WorkflowConfig};
 use wf_kube::{
     ConfigMapMementoFactory, EventRecorderHook, Operator, Reconciler, Watch, WorkflowMetrics,
 };
@@ -97,6 +97,9 @@ pub struct ClusterOperator {
     pub metrics: Arc<WorkflowMetrics>,
     /// The service the steps and the deletion path share.
     pub service: Arc<SharedStorageService>,
+    /// The state machine's per-resource locks: whatever else writes a cluster (the status
+    /// monitor) takes them too, so it never interleaves with a flow's step.
+    pub locks: ResourceLocks,
 }
 
 impl std::fmt::Debug for ClusterOperator {
@@ -148,6 +151,7 @@ impl ClusterOperator {
                 watcher::Config::default().labels(INSTANCE_POD_SELECTOR),
             );
         let service = op.service.clone();
+        let locks = op.machine.locks().clone();
         let reconciler =
             Reconciler::with_resource(op.machine, op.manager, client.clone(), move |_, cr| {
                 MpdClusterResource::new(clusters.clone(), cr)
@@ -165,6 +169,7 @@ impl ClusterOperator {
             api,
             metrics,
             service,
+            locks,
         })
     }
 

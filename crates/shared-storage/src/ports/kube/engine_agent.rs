@@ -451,3 +451,165 @@ impl EngineAgent for ExecEngineAgent {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The agent's execs as they reach the API server: through [`KubePodExec`] and a real
+    //! websocket upgrade to the exec emulator, which records each request's argv (its
+    //! `command` parameters) and what came on stdin.
+
+    use std::time::Duration;
+
+    use super::super::exec_emulator::{bridged, emulator};
+    use super::super::fake_api::{fake_api, json};
+    use super::*;
+    use crate::ports::{
+        MockAccountStore, MockClusterStore, MockParamStore, ParamSet, ParamTemplate, ParamValue,
+        TemplateEntry,
+    };
+    use crate::steps::testing::running_cluster;
+
+    const PASSWORD: &str = "pw-Zq8!x'y";
+    const PARAM_VALUE: &str = "value-of-shared_buffers-7781";
+    const TEMPLATE_DEFAULT: &str = "default-of-work_mem-4410";
+    const RUNNING_VALUE: &str = "running-max_connections-9902";
+
+    async fn agent(exec: Arc<dyn PodExec>) -> ExecEngineAgent {
+        let mut cr = running_cluster();
+        cr.metadata.uid = Some("uid-c1".into());
+        let (client, _) = fake_api(vec![json(&cr)]).await;
+        let mut clusters = MockClusterStore::new();
+        clusters.expect_get().returning(move |_, _| Ok(cr.clone()));
+        let mut accounts = MockAccountStore::new();
+        accounts.expect_accounts().returning(|_| {
+            Ok(vec![Account {
+                name: "aurora".into(),
+                password: PASSWORD.into(),
+                privilege: 7,
+            }])
+        });
+        let mut params = MockParamStore::new();
+        params.expect_template().returning(|| {
+            Ok(ParamTemplate {
+                entries: BTreeMap::from([(
+                    "work_mem".to_owned(),
+                    TemplateEntry {
+                        default_value: TEMPLATE_DEFAULT.into(),
+                        ..TemplateEntry::default()
+                    },
+                )]),
+            })
+        });
+        params.expect_running_params().returning(|_| {
+            Ok(Some(ParamSet {
+                params: BTreeMap::from([(
+                    "max_connections".to_owned(),
+                    ParamValue {
+                        name: "max_connections".into(),
+                        value: RUNNING_VALUE.into(),
+                        ..ParamValue::default()
+                    },
+                )]),
+                latest_flush_time: None,
+            }))
+        });
+        ExecEngineAgent::new(
+            client,
+            Arc::new(KubePortsConfig::default()),
+            exec,
+            Arc::new(clusters),
+            Arc::new(accounts),
+            Arc::new(params),
+        )
+    }
+
+    fn rw() -> EngineTarget {
+        EngineTarget {
+            namespace: "ns".into(),
+            pod_name: "c1-1001-1002".into(),
+            ins_id: "1002".into(),
+            is_rw: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_password_or_parameter_value_is_in_an_exec_requests_argv_only_on_its_stdin() {
+        let emulator = emulator().await;
+        let exec = Arc::new(bridged(&emulator, Duration::from_secs(10)));
+        let agent = agent(exec).await;
+        let target = rw();
+        agent.install(&target).await.unwrap();
+        agent
+            .create_accounts(
+                &target,
+                &[Account {
+                    name: "replicator".into(),
+                    password: PASSWORD.into(),
+                    privilege: 15,
+                }],
+            )
+            .await
+            .unwrap();
+        agent
+            .update_params(
+                &target,
+                &BTreeMap::from([("shared_buffers".to_owned(), PARAM_VALUE.to_owned())]),
+            )
+            .await
+            .unwrap();
+        agent.grow_storage(&target).await.unwrap();
+        agent.restart(&target).await.unwrap();
+
+        let argvs = emulator.seen.lock().unwrap().clone();
+        let stdins: Vec<String> = emulator
+            .stdins
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        // install, create (1 account), update, grow, stop, start: six agent actions.
+        assert_eq!(argvs.len(), 6, "{argvs:?}");
+        for argv in &argvs {
+            assert_eq!(
+                argv,
+                &AGENT_ARGV.map(str::to_owned),
+                "every action runs one argv"
+            );
+            let line = argv.join(" ");
+            for secret in [PASSWORD, PARAM_VALUE, TEMPLATE_DEFAULT, RUNNING_VALUE] {
+                assert!(!line.contains(secret), "{secret} in argv {line}");
+            }
+        }
+        // The values did travel, on stdin: the test would see them if they leaked.
+        let all = stdins.join("\n");
+        assert_eq!(stdins.len(), 6);
+        assert!(
+            all.contains("pw-Zq8!x'\\''y"),
+            "the password, shell-quoted, on stdin"
+        );
+        for value in [PARAM_VALUE, TEMPLATE_DEFAULT, RUNNING_VALUE] {
+            assert!(all.contains(value), "{value} on stdin");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_per_pod_record_holds_the_keys_but_never_the_topology_with_its_passwords() {
+        let emulator = emulator().await;
+        let exec = Arc::new(bridged(&emulator, Duration::from_secs(10)));
+        let agent = agent(exec).await;
+        agent.install(&rw()).await.unwrap();
+        let record = Api::<ConfigMap>::namespaced(agent.client.clone(), "ns")
+            .get("c1-1001-1002")
+            .await
+            .unwrap();
+        let data = record.data.unwrap_or_default();
+        assert!(!data.contains_key(TOPOLOGY_KEY));
+        assert!(data.values().all(|v| !v.contains(PASSWORD)));
+        assert_eq!(
+            record.metadata.owner_references.unwrap()[0].uid,
+            "uid-c1",
+            "owned by the MPDCluster"
+        );
+    }
+}

@@ -53,6 +53,8 @@ mod controller_map;
 mod engine_agent;
 mod exec;
 #[cfg(test)]
+mod exec_emulator;
+#[cfg(test)]
 mod fake_api;
 mod http;
 mod ids;
