@@ -414,3 +414,81 @@ async fn migrate_rw_moves_the_rw_pod_to_the_target_node() {
     let rw_in_cm = h.cm_rw();
     assert_eq!(rw_in_cm, std::slice::from_ref(&new_rw.pod_name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ro_the_cm_reports_failed_through_the_callback_is_rebuilt_to_running_with_a_new_incarnation(
+) {
+    use shared_storage::callbacks::{self, CallbackServer, CallbackToken};
+    use shared_storage::status::{Leadership, MonitorConfig, StatusMonitor};
+
+    const TOKEN: &str = "callback-token-of-the-kube-test-0001";
+    let mut h = running().await;
+    let ro = h.of_type("ro").await[0].clone();
+    h.cm.fail_instance(&ro.pod_name);
+    // The monitor and the callbacks as `run` assembles them: the operator's service and
+    // the state machine's locks.
+    let monitor = StatusMonitor::new(
+        h.op.service.clone(),
+        h.op.locks.clone(),
+        Leadership::always(),
+        MonitorConfig::default(),
+    );
+    let server = CallbackServer::new(monitor, CallbackToken::new(TOKEN, "the test").unwrap());
+    let listener = callbacks::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/namespace/{NS}/name/{NAME}/meta/engine_status",
+        listener.local_addr().unwrap()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let body = format!(
+        r#"{{"endpoint":"{}:{}","engineStatus":"FAILED","reason":"crashed"}}"#,
+        ro.host_client_ip, ro.net_info.working_port
+    );
+    let post = |token: Option<&'static str>| {
+        let request = reqwest::Client::new().post(&url).body(body.clone());
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    assert!(
+        !shared_storage::domain::triggers::rebuild_ro(&h.cr().await),
+        "only the report makes the RO one to rebuild"
+    );
+    assert_eq!(post(None).await, 401);
+    assert_eq!(
+        h.instances().await[&ro.ins_id].current_state,
+        ro.current_state,
+        "nothing applied without the token"
+    );
+    assert_eq!(post(Some(TOKEN)).await, 200);
+    let recorded = &h.instances().await[&ro.ins_id];
+    assert_eq!(
+        (
+            recorded.current_state.state.as_str(),
+            recorded.current_state.reason.as_str()
+        ),
+        ("FAILED", "crashed")
+    );
+    assert!(shared_storage::domain::triggers::rebuild_ro(&h.cr().await));
+
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let slot: Vec<_> = h
+        .of_type("ro")
+        .await
+        .into_iter()
+        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
+        .collect();
+    assert_eq!(slot.len(), 1);
+    assert_ne!(slot[0].ins_id, ro.ins_id, "a new incarnation");
+    let pods = h.pods().await;
+    assert!(pods.contains_key(&slot[0].pod_name));
+    assert!(!pods.contains_key(&ro.pod_name));
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
