@@ -15,7 +15,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
 use kube_harness::{KubeHarness, NAME, NS};
 use serde_json::json;
-use shared_storage::crd::annotations;
+use shared_storage::crd::{annotations, InstanceStatus};
 use shared_storage::ports::{ClusterRef, ParamSet, ParamValue};
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
@@ -273,6 +273,22 @@ async fn switch_rw_makes_the_target_the_leader_in_the_status_and_the_cm() {
     assert_eq!(h.annotation(annotations::SWITCH_RW).await, None);
 }
 
+/// The slot of `ro` (its physical id) holds one RO with a new instance id and pod; the old
+/// pod is gone.
+async fn assert_rebuilt_with_a_new_incarnation(h: &KubeHarness, ro: &InstanceStatus) {
+    let slot: Vec<_> = h
+        .of_type("ro")
+        .await
+        .into_iter()
+        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
+        .collect();
+    assert_eq!(slot.len(), 1);
+    assert_ne!(slot[0].ins_id, ro.ins_id, "a new incarnation");
+    let pods = h.pods().await;
+    assert!(pods.contains_key(&slot[0].pod_name));
+    assert!(!pods.contains_key(&ro.pod_name));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_ro_replaces_the_failed_ro_pod() {
     let mut h = running().await;
@@ -287,17 +303,7 @@ async fn rebuild_ro_replaces_the_failed_ro_pod() {
         .await
         .unwrap();
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
-    let slot: Vec<_> = h
-        .of_type("ro")
-        .await
-        .into_iter()
-        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
-        .collect();
-    assert_eq!(slot.len(), 1);
-    assert_ne!(slot[0].ins_id, ro.ins_id);
-    let pods = h.pods().await;
-    assert!(pods.contains_key(&slot[0].pod_name));
-    assert!(!pods.contains_key(&ro.pod_name));
+    assert_rebuilt_with_a_new_incarnation(&h, &ro).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,17 +484,7 @@ async fn an_ro_the_cm_reports_failed_through_the_callback_is_rebuilt_to_running_
     assert!(shared_storage::domain::triggers::rebuild_ro(&h.cr().await));
 
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
-    let slot: Vec<_> = h
-        .of_type("ro")
-        .await
-        .into_iter()
-        .filter(|i| i.physical_ins_id == ro.physical_ins_id)
-        .collect();
-    assert_eq!(slot.len(), 1);
-    assert_ne!(slot[0].ins_id, ro.ins_id, "a new incarnation");
-    let pods = h.pods().await;
-    assert!(pods.contains_key(&slot[0].pod_name));
-    assert!(!pods.contains_key(&ro.pod_name));
+    assert_rebuilt_with_a_new_incarnation(&h, &ro).await;
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }

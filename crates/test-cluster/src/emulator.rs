@@ -147,10 +147,14 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
-    let Some(query) = query else {
-        return BTreeMap::new();
-    };
+    query_pairs(query).into_iter().collect()
+}
+
+/// The decoded `key=value` pairs of a URL query, in order and with repeated keys kept
+/// (`command=a&command=b`, as the Kubernetes exec API sends an argv).
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
+        .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {

@@ -11,9 +11,10 @@ use std::future::Future;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 
 use super::StatusMonitor;
+use crate::crd::MPDCluster;
 use crate::ports::ClusterRef;
 
 /// The cluster owning `pod` (its controller reference of kind `MPDCluster`), if any.
@@ -23,7 +24,12 @@ pub fn owning_cluster(pod: &Pod) -> Option<ClusterRef> {
         .owner_references
         .as_ref()?
         .iter()
-        .find(|o| o.kind == "MPDCluster" && o.api_version.starts_with("mpd.polardb.aliyun.com/"))
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == MPDCluster::kind(&())
+                && o.api_version.split_once('/').map(|(group, _)| group)
+                    == Some(&*MPDCluster::group(&()))
+        })
         .map(|o| ClusterRef::new(namespace, &o.name))
 }
 
@@ -79,6 +85,7 @@ mod tests {
                         kind: kind.into(),
                         name: name.into(),
                         uid: "u".into(),
+                        controller: Some(true),
                         ..OwnerReference::default()
                     }]
                 }),

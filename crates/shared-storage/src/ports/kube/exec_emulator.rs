@@ -56,37 +56,9 @@ pub(crate) fn plain(status: u16) -> Reply {
     Response::builder().status(status).body(body).unwrap()
 }
 
-/// Decodes one `application/x-www-form-urlencoded` value.
-pub(crate) fn decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
 /// The decoded query parameters of `uri`, in order.
 pub(crate) fn query(uri: &http::Uri) -> Vec<(String, String)> {
-    uri.query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+    test_cluster::emulator::query_pairs(uri.query())
 }
 
 /// An exec emulator on 127.0.0.1: `echo ARGS`, `cat` (stdin to stdout), `fail CODE`
