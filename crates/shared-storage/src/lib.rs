@@ -10,6 +10,7 @@ pub mod flows;
 pub mod local;
 pub mod operator;
 pub mod ports;
+pub mod rbac;
 pub mod registration;
 pub mod resource;
 pub mod service;

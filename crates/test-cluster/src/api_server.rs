@@ -36,6 +36,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use serde_json::Value;
 
+use crate::emulator::query_pairs;
+
 /// The error type of the service (what `kube::Client::new` accepts).
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -223,18 +225,6 @@ fn strip_deletion(body: &mut Value) {
         }),
         _ => {}
     }
-}
-
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (p.to_string(), String::new()),
-        })
-        .collect()
 }
 
 impl ApiServer {

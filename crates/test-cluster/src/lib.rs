@@ -7,7 +7,9 @@
 //!   Ready, runs Deployments and collects garbage;
 //! - [`sms`] and [`cm`]: the storage-management service and the cluster manager as HTTP
 //!   servers on 127.0.0.1, speaking their documented paths and envelopes, with injectable
-//!   slow and failing replies.
+//!   slow and failing replies;
+//! - [`audit`]: a client that records the (verb, group, resource) of every request, to
+//!   check an operator's RBAC against what it uses.
 //!
 //! The crate knows no operator: it is generic over resource types (register a custom
 //! resource with [`FakeClusterBuilder::with_resource`]).
@@ -32,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod api_server;
+pub mod audit;
 pub mod cluster;
 pub mod cm;
 pub mod deployments;

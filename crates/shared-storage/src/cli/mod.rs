@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{Cli, Command, OutputFormat, PullPolicy, RunArgs};
+pub use run::{operate, RunError};
 
 /// Exit code: everything ended `Running` (or the command succeeded).
 pub const EXIT_OK: u8 = 0;

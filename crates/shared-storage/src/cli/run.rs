@@ -29,37 +29,38 @@ use crate::status::{trigger_on_pod_events, Leadership, MonitorConfig, StatusMoni
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
-enum RunError {
-    /// The cluster could not be used.
+pub enum RunError {
+    /// The client could not be configured, or a start-up check failed.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
     /// A production adapter could not be built.
     #[error("cannot assemble the production ports: {0}")]
     Ports(#[from] PortError),
-    /// The flows or the state machine are not valid.
+    /// The flows or the state machine could not be set up.
     #[error("cannot set up the operator: {0}")]
     Setup(#[from] wf_engine::Error),
-    /// The operator could not run (the metrics address is taken, a bad lease config).
+    /// The operator stopped with an error (lease, HTTP address).
     #[error(transparent)]
     Operator(#[from] OperatorError),
-    /// The callback token could not be read (`--callbacks=false` serves no callbacks).
+    /// The callback token Secret is missing or unusable.
     #[error("{0} (create it, or run with --callbacks=false)")]
     Token(#[from] TokenError),
-    /// The callback token Secret did not come within `--startup-timeout`.
+    /// Reading the callback token Secret took too long.
     #[error("reading the callback token Secret {secret} took longer than {after:?}")]
     TokenTimeout {
-        /// `namespace/name`.
+        /// `namespace/name` of the Secret.
         secret: String,
-        /// `--startup-timeout`.
+        /// The timeout.
         after: std::time::Duration,
     },
-    /// The callback address could not be bound.
+    /// The callback server could not start.
     #[error(transparent)]
     Callbacks(#[from] CallbackError),
 }
 
 impl RunError {
-    fn exit_code(&self) -> u8 {
+    /// The exit code of `run` for this error.
+    pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Connection(
                 ConnectionError::Kubeconfig { .. } | ConnectionError::Config { .. },
@@ -94,6 +95,22 @@ async fn start(args: RunArgs) -> Result<(), RunError> {
     tracing::info!(%url, %version, "connected to the Kubernetes API server");
 
     let ports = crate::ports::kube::connect(client.clone(), &args.ports_config())?;
+    operate(client, ports, &args, wf_kube::shutdown_signal()).await
+}
+
+/// Runs the operator of `run` on `client` with `ports` until `stop` resolves: everything
+/// `run` does after its start-up checks (the reconciler with leader election and
+/// `/metrics`, the status monitor, the pod trigger, the callback server). Tests run it on a
+/// fake API server.
+pub async fn operate<S>(
+    client: kube::Client,
+    ports: crate::ports::Ports,
+    args: &RunArgs,
+    until: S,
+) -> Result<(), RunError>
+where
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
     let identity = identity(args.pod_name.clone());
     let watch_namespace = args.watch_namespace.clone().filter(|n| !n.is_empty());
     let settings = ClusterSettings {
@@ -176,7 +193,7 @@ async fn start(args: RunArgs) -> Result<(), RunError> {
             }
         });
     }
-    let result = operator.run().await;
+    let result = operator.run_until(until).await;
     let _ = stop.send(true);
     while let Some(joined) = side_tasks.join_next().await {
         if let Err(error) = joined {

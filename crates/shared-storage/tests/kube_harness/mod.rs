@@ -20,8 +20,9 @@ use serde_json::json;
 use shared_storage::cluster::{ClusterOperator, ClusterSettings};
 use shared_storage::crd::{InstanceStatus, MPDCluster};
 use shared_storage::ports::kube::{connect_with, ConnectOverrides, KubePortsConfig};
-use shared_storage::ports::ClusterRef;
+use shared_storage::ports::{ClusterRef, Ports};
 use shared_storage::service::ServiceConfig;
+use test_cluster::audit::AccessLog;
 use test_cluster::cm::CmEmulator;
 use test_cluster::sms::SmsEmulator;
 use test_cluster::FakeCluster;
@@ -48,8 +49,55 @@ pub struct KubeHarness {
     pub op: ClusterOperator,
     /// The MPDClusters.
     pub api: Api<MPDCluster>,
+    /// What the operator asked the API server for (its client records every request).
+    pub access: AccessLog,
     /// Errors of failed reconciles, in order.
     pub errors: Vec<String>,
+}
+
+/// Every port on its production adapter over `client`, with fast timeouts, the emulators'
+/// addresses and the exec stand-in.
+fn ports(client: kube::Client, sms: &SmsEmulator, cm: &CmEmulator, agent: &FakeAgent) -> Ports {
+    let config = KubePortsConfig {
+        sms_base_url: Some(sms.base_url()),
+        http_connect_timeout: Duration::from_secs(1),
+        http_request_timeout: Duration::from_secs(5),
+        cm_add_ins_timeout: Duration::from_secs(5),
+        http_retries: 1,
+        http_retry_pause: Duration::from_millis(10),
+        conflict_backoff: Duration::from_millis(1),
+        ..KubePortsConfig::default()
+    };
+    let cm_url = cm.base_url();
+    connect_with(
+        client,
+        &config,
+        ConnectOverrides {
+            exec: Some(Arc::new(agent.clone())),
+            cm_base_url: Some(Arc::new(move |_: &ClusterRef| Some(cm_url.clone()))),
+        },
+    )
+    .expect("every port on its adapter")
+}
+
+/// The operator's settings with millisecond polls and backoffs.
+fn settings() -> ClusterSettings {
+    let mut retry = RetryPolicy::default();
+    retry.backoff.initial = Duration::from_millis(1);
+    retry.backoff.max = Duration::from_millis(10);
+    ClusterSettings {
+        service: ServiceConfig {
+            poll_interval: Duration::from_millis(1),
+            ..ServiceConfig::default()
+        },
+        workflow: WorkflowConfig {
+            wait_interval: Duration::from_millis(1),
+            cancel_poll_interval: Duration::from_secs(60),
+            default_retry: retry,
+            ..WorkflowConfig::default()
+        },
+        ..ClusterSettings::default()
+    }
 }
 
 impl KubeHarness {
@@ -71,43 +119,11 @@ impl KubeHarness {
         }
         let cm = CmEmulator::start().await.expect("cm emulator");
         let agent = FakeAgent::new(cluster.client());
-        let config = KubePortsConfig {
-            sms_base_url: Some(sms.base_url()),
-            http_connect_timeout: Duration::from_secs(1),
-            http_request_timeout: Duration::from_secs(5),
-            cm_add_ins_timeout: Duration::from_secs(5),
-            http_retries: 1,
-            http_retry_pause: Duration::from_millis(10),
-            conflict_backoff: Duration::from_millis(1),
-            ..KubePortsConfig::default()
-        };
-        let cm_url = cm.base_url();
-        let ports = connect_with(
-            cluster.client(),
-            &config,
-            ConnectOverrides {
-                exec: Some(Arc::new(agent.clone())),
-                cm_base_url: Some(Arc::new(move |_: &ClusterRef| Some(cm_url.clone()))),
-            },
-        )
-        .expect("every port on its adapter");
-        let mut retry = RetryPolicy::default();
-        retry.backoff.initial = Duration::from_millis(1);
-        retry.backoff.max = Duration::from_millis(10);
-        let settings = ClusterSettings {
-            service: ServiceConfig {
-                poll_interval: Duration::from_millis(1),
-                ..ServiceConfig::default()
-            },
-            workflow: WorkflowConfig {
-                wait_interval: Duration::from_millis(1),
-                cancel_poll_interval: Duration::from_secs(60),
-                default_retry: retry,
-                ..WorkflowConfig::default()
-            },
-            ..ClusterSettings::default()
-        };
-        let op = ClusterOperator::build(cluster.client(), ports, settings).expect("operator");
+        let access = AccessLog::default();
+        let client = cluster.server().recording_client(NS, &access);
+        let op =
+            ClusterOperator::build(client.clone(), ports(client, &sms, &cm, &agent), settings())
+                .expect("operator");
         let api = Api::namespaced(cluster.client(), NS);
         KubeHarness {
             cluster,
@@ -116,8 +132,15 @@ impl KubeHarness {
             agent,
             op,
             api,
+            access,
             errors: Vec::new(),
         }
+    }
+
+    /// The production ports on `client`, speaking to this harness's emulators and exec
+    /// stand-in (for a second operator, e.g. the one `run` assembles).
+    pub fn ports_on(&self, client: kube::Client) -> Ports {
+        ports(client, &self.sms, &self.cm, &self.agent)
     }
 
     /// Creates the sample cluster with `follower_num` ROs and reconciles it to `Running`.

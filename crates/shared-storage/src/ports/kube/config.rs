@@ -127,7 +127,7 @@ impl Default for KubePortsConfig {
             http_retries: 2,
             http_retry_pause: Duration::from_millis(500),
             sms_base_url: None,
-            cm_cluster_role: "polardb4mpd-controller-manager-role".into(),
+            cm_cluster_role: crate::rbac::CM_CLUSTER_ROLE.into(),
             cm_service_account: "polardb-cluster-manager".into(),
             cm_api_server_env: BTreeMap::new(),
             exec_timeout: Duration::from_secs(60),
