@@ -6,17 +6,22 @@
 //!   when any is found; otherwise prints one summary line and a warning per unused class.
 //! - `crd [--check]` ([`crd`]): writes `deploy/crd.yaml` from the MPDCluster type, or with
 //!   `--check` fails when the checked-in file is stale.
+//! - `deploy --check` ([`deploy`]): parses every manifest of `deploy/` into its
+//!   `k8s-openapi` type and fails on drift from what the code needs (CRD, RBAC, the
+//!   Deployment's ports, probes, identity and security, the Service, the callback token).
 //!
 //! A usage error exits with status 2.
 
 mod check_flows;
 mod crd;
+mod deploy;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The usage line printed on a usage error.
-const USAGE: &str = "usage: cargo xtask check-flows [DIR] | cargo xtask crd [--check]";
+const USAGE: &str =
+    "usage: cargo xtask check-flows [DIR] | cargo xtask crd [--check] | cargo xtask deploy --check";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,6 +33,8 @@ enum Command {
         /// Only compare, do not write.
         check: bool,
     },
+    /// `deploy --check`.
+    DeployCheck,
     /// `help`, `-h` or `--help`.
     Help,
 }
@@ -42,9 +49,10 @@ fn parse(args: &[String]) -> Result<Command, String> {
         }
         ["crd"] => Ok(Command::Crd { check: false }),
         ["crd", "--check"] => Ok(Command::Crd { check: true }),
+        ["deploy", "--check"] => Ok(Command::DeployCheck),
         ["help" | "-h" | "--help"] => Ok(Command::Help),
         [] => Err("no task given".to_owned()),
-        [task, ..] if matches!(*task, "check-flows" | "crd") => Err(format!(
+        [task, ..] if matches!(*task, "check-flows" | "crd" | "deploy") => Err(format!(
             "unexpected arguments to `{task}`: {}",
             args[1..].join(" ")
         )),
@@ -114,11 +122,30 @@ fn run_crd(check: bool) -> ExitCode {
     }
 }
 
+/// `deploy --check`: the summary line, or every problem.
+fn run_deploy_check() -> ExitCode {
+    let dir = relative_to_cwd(workspace_root().join(deploy::DEPLOY_DIR));
+    match deploy::check(&dir) {
+        Ok(summary) => {
+            println!("{}", summary.line(&dir));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("error: {problem}");
+            }
+            eprintln!("deploy: {} problem(s) in {}", problems.len(), dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args) {
         Ok(Command::CheckFlows(dir)) => run_check_flows(dir),
         Ok(Command::Crd { check }) => run_crd(check),
+        Ok(Command::DeployCheck) => run_deploy_check(),
         Ok(Command::Help) => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -153,6 +180,10 @@ mod tests {
             parse(&args(&["crd", "--check"])),
             Ok(Command::Crd { check: true })
         );
+        assert_eq!(
+            parse(&args(&["deploy", "--check"])),
+            Ok(Command::DeployCheck)
+        );
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
     }
 
@@ -165,6 +196,8 @@ mod tests {
             &["check-flows", "--check"][..],
             &["crd", "--chek"][..],
             &["crd", "--check", "x"][..],
+            &["deploy"][..],
+            &["deploy", "--force"][..],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

@@ -39,7 +39,6 @@ pub struct Rule {
 
 const CORE: &[&str] = &[""];
 const MPD: &[&str] = &["mpd.polardb.aliyun.com"];
-const READ: &[&str] = &["get", "list", "watch"];
 
 /// The ClusterRole: MPDClusters are watched in every namespace (or `--watch-namespace`),
 /// and each cluster's objects live in its namespace. Every verb here is a request the code

@@ -13,11 +13,12 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use k8s_openapi::api::core::v1::Node;
 //! use kube::api::{Api, ListParams};
-//! use test_cluster::audit::Access;
+//! use test_cluster::audit::{Access, AccessLog};
 //! use test_cluster::FakeCluster;
 //!
 //! let cluster = FakeCluster::builder().build().await?;
-//! let (client, log) = cluster.server().recording_client("default");
+//! let log = AccessLog::default();
+//! let client = cluster.server().recording_client("default", &log);
 //! Api::<Node>::all(client).list(&ListParams::default()).await?;
 //! assert_eq!(log.accesses(), vec![Access::new("list", "", "nodes")]);
 //! # Ok(())
