@@ -20,7 +20,7 @@ use serde_json::json;
 use shared_storage::cluster::{ClusterOperator, ClusterSettings};
 use shared_storage::crd::{InstanceStatus, MPDCluster};
 use shared_storage::ports::kube::{connect_with, ConnectOverrides, KubePortsConfig};
-use shared_storage::ports::ClusterRef;
+use shared_storage::ports::{ClusterRef, Ports};
 use shared_storage::service::ServiceConfig;
 use test_cluster::cm::CmEmulator;
 use test_cluster::sms::SmsEmulator;
@@ -40,8 +40,9 @@ pub struct KubeHarness {
     pub cluster: FakeCluster,
     /// The storage-management service.
     pub sms: SmsEmulator,
-    /// The cluster manager's API.
-    pub cm: CmEmulator,
+    /// The cluster manager's API (shared, for a test that drives it while the operator
+    /// reconciles).
+    pub cm: Arc<CmEmulator>,
     /// The engine agents and pfsd tools.
     pub agent: FakeAgent,
     /// The operator.
@@ -55,6 +56,12 @@ pub struct KubeHarness {
 impl KubeHarness {
     /// The cluster, the emulators and the operator; no MPDCluster yet.
     pub async fn new() -> Self {
+        Self::with_ports(|ports| ports).await
+    }
+
+    /// Like [`KubeHarness::new`], the production adapters passed through `wrap` before the
+    /// operator takes them (e.g. to put a recording store in front of one).
+    pub async fn with_ports(wrap: impl FnOnce(Ports) -> Ports) -> Self {
         let mut builder = seed::nodes(
             FakeCluster::builder()
                 .with_resource::<MPDCluster>()
@@ -69,7 +76,7 @@ impl KubeHarness {
         for n in 1..=4 {
             sms.add_node(&format!("node-{n}"), &format!("10.1.0.{n}"));
         }
-        let cm = CmEmulator::start().await.expect("cm emulator");
+        let cm = Arc::new(CmEmulator::start().await.expect("cm emulator"));
         let agent = FakeAgent::new(cluster.client());
         let config = KubePortsConfig {
             sms_base_url: Some(sms.base_url()),
@@ -91,6 +98,7 @@ impl KubeHarness {
             },
         )
         .expect("every port on its adapter");
+        let ports = wrap(ports);
         let mut retry = RetryPolicy::default();
         retry.backoff.initial = Duration::from_millis(1);
         retry.backoff.max = Duration::from_millis(10);
@@ -122,7 +130,12 @@ impl KubeHarness {
 
     /// Creates the sample cluster with `follower_num` ROs and reconciles it to `Running`.
     pub async fn created(follower_num: i32) -> Self {
-        let mut h = Self::new().await;
+        Self::created_with_ports(follower_num, |ports| ports).await
+    }
+
+    /// Like [`KubeHarness::created`] on the ports of [`KubeHarness::with_ports`].
+    pub async fn created_with_ports(follower_num: i32, wrap: impl FnOnce(Ports) -> Ports) -> Self {
+        let mut h = Self::with_ports(wrap).await;
         h.api
             .create(
                 &PostParams::default(),
