@@ -516,9 +516,14 @@ impl Gate {
         self.0.armed.store(true, Ordering::SeqCst);
     }
 
-    /// Resolves once a call stopped at the gate.
+    /// Resolves once a call stopped at the gate (panics after a minute without one).
     async fn entered(&self) {
-        self.0.entered.notified().await;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.0.entered.notified(),
+        )
+        .await
+        .expect("a step reached the gate");
     }
 
     fn release(&self) {
@@ -689,4 +694,95 @@ async fn a_failover_reported_while_a_step_runs_is_still_the_leader_after_that_st
         ["polardb_mpd_rw", "polardb_mpd_ro"],
         "the pods' role labels follow the failover"
     );
+}
+
+/// The same failover reported as `run` wires it: the CM's `rw_ins` callback, served under
+/// the flows' locks. The callback waits for the running step (nothing is written mid-step),
+/// then records the new RW; nothing after it reverts that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_the_cm_calls_back_while_a_step_runs_waits_for_the_step_and_is_then_the_leader()
+{
+    use shared_storage::callbacks::{self, CallbackServer, CallbackToken};
+
+    const TOKEN: &str = "callback-token-of-the-kube-test-0002";
+    let (mut h, gate, leaders) = gated_cluster().await;
+    let old = h.of_type("rw").await[0].clone();
+    let ro = h.of_type("ro").await[0].clone();
+    let monitor = StatusMonitor::new(
+        h.op.service.clone(),
+        h.op.locks.clone(),
+        Leadership::always(),
+        MonitorConfig::default(),
+    );
+    let server = CallbackServer::new(monitor, CallbackToken::new(TOKEN, "the test").unwrap());
+    let listener = callbacks::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/namespace/{NS}/name/{NAME}/rw_ins",
+        listener.local_addr().unwrap()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    gate.arm();
+    h.patch_spec(json!({"followerNum": 2})).await;
+
+    let (cm, log, promoted) = (h.cm.clone(), leaders.clone(), ro.clone());
+    let failover = async move {
+        gate.entered().await;
+        assert!(cm.promote(&promoted.pod_name), "the CM knows the RO");
+        let writes_mid_step = log.lock().expect("leaders").len();
+        let body = format!(
+            r#"{{"endpoint":"{}:{}"}}"#,
+            promoted.host_client_ip, promoted.net_info.working_port
+        );
+        let call = tokio::spawn(
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .body(body)
+                .send(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!call.is_finished(), "the callback waits for the step");
+        assert_eq!(
+            log.lock().expect("leaders").len(),
+            writes_mid_step,
+            "nothing written mid-step"
+        );
+        gate.release();
+        let answer = call.await.unwrap().expect("the callback answers");
+        (writes_mid_step, answer.status().as_u16())
+    };
+    let (state, (writes_mid_step, answered)) = tokio::join!(h.settle(), failover);
+
+    assert_eq!(state, "Running", "{:?}", h.errors);
+    assert_eq!(answered, 200);
+    let after: Vec<String> = leaders.lock().expect("leaders")[writes_mid_step..].to_vec();
+    let first_new = after
+        .iter()
+        .position(|leader| *leader == ro.ins_id)
+        .expect("the failover is recorded");
+    assert!(
+        first_new > 0,
+        "the step saved before the callback wrote: {after:?}"
+    );
+    assert!(
+        after[first_new..].iter().all(|leader| *leader == ro.ins_id),
+        "nothing reverted the failover: {after:?}"
+    );
+    assert_eq!(h.leader().await, ro.ins_id);
+    assert_eq!(h.instances().await[&old.ins_id].ins_type, "ro");
+    assert_eq!(
+        h.of_type("ro").await.len(),
+        2,
+        "the old RW and the added RO"
+    );
+    assert_eq!(
+        role_labels(&h, &[&ro.ins_id, &old.ins_id]).await,
+        ["polardb_mpd_rw", "polardb_mpd_ro"],
+        "the pods' role labels follow the failover"
+    );
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
 }
