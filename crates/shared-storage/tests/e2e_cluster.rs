@@ -28,6 +28,7 @@
 //! | `MPD_E2E_VOLUME_TYPE` | `lun` | `spec.shareStore.volumeType` |
 //! | `MPD_E2E_PVC_MANIFEST` | none | a YAML file (one or more documents) applied in the namespace before the MPDCluster, e.g. the shared volume's PV and PVC |
 //! | `MPD_E2E_OPERATOR_ARGS` | none | more `run` flags, split on whitespace, e.g. `--image-pull-policy Always` |
+//! | `RUST_LOG` | `info` | the operator's log filter |
 //!
 //! The operator runs with `--leader-election=false --watch-namespace <ns>
 //! --callbacks=false` and its metrics on a free port of 127.0.0.1; its output goes to
