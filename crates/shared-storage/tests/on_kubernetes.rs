@@ -2,7 +2,9 @@
 //! every port on its production adapter: the MPDCluster operator as `run` assembles it, over a fake API server
 //! (kube-fake-client with a test kubelet), the SMS and CM emulators on 127.0.0.1 and the
 //! exec stand-in of the engine agent. Each test checks the Kubernetes objects the flow made
-//! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status).
+//! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status). The last
+//! tests report what the cluster manager saw (a failed RO, a failover mid-step) as the
+//! status monitor and the callbacks would.
 
 mod kube_harness;
 mod support;
