@@ -2,12 +2,16 @@
 //! every port on its production adapter: the MPDCluster operator as `run` assembles it, over a fake API server
 //! (kube-fake-client with a test kubelet), the SMS and CM emulators on 127.0.0.1 and the
 //! exec stand-in of the engine agent. Each test checks the Kubernetes objects the flow made
-//! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status).
+//! or changed (pods and their specs, ConfigMaps, Secrets, Deployments, status). The last
+//! tests report what the cluster manager saw (a failed RO, a failover mid-step) as the
+//! status monitor and the callbacks would.
 
 mod kube_harness;
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,8 +19,14 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
 use kube_harness::{KubeHarness, NAME, NS};
 use serde_json::json;
-use shared_storage::crd::{annotations, InstanceStatus};
-use shared_storage::ports::{ClusterRef, ParamSet, ParamValue};
+use shared_storage::crd::{annotations, InstanceStatus, MPDCluster};
+use shared_storage::domain::InsType;
+use shared_storage::ports::{
+    ClusterRef, ClusterStore, InsPodSpec, ParamSet, ParamValue, PodManager, PodProgress, PortError,
+    Ports, Progress,
+};
+use shared_storage::status::{Leadership, MonitorConfig, StatusMonitor, SyncOutcome};
+use wf_engine::{async_trait, ResourceLocks};
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
@@ -425,7 +435,6 @@ async fn migrate_rw_moves_the_rw_pod_to_the_target_node() {
 async fn an_ro_the_cm_reports_failed_through_the_callback_is_rebuilt_to_running_with_a_new_incarnation(
 ) {
     use shared_storage::callbacks::{self, CallbackServer, CallbackToken};
-    use shared_storage::status::{Leadership, MonitorConfig, StatusMonitor};
 
     const TOKEN: &str = "callback-token-of-the-kube-test-0001";
     let mut h = running().await;
@@ -485,6 +494,297 @@ async fn an_ro_the_cm_reports_failed_through_the_callback_is_rebuilt_to_running_
 
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
     assert_rebuilt_with_a_new_incarnation(&h, &ro).await;
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}
+
+// ---- A failover reported while a step runs survives the step's save (weakness 21) ----
+
+/// A gate in front of the production pod port: once armed, the next `ensure_pod` that
+/// answers `Ready` stops there until released. The step that asked has loaded the cluster
+/// and saves the pod's node right after (`ensure_instance_installed`).
+#[derive(Clone, Default)]
+struct Gate(Arc<GateInner>);
+
+#[derive(Default)]
+struct GateInner {
+    armed: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn arm(&self) {
+        self.0.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once a call stopped at the gate (panics after a minute without one).
+    async fn entered(&self) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.0.entered.notified(),
+        )
+        .await
+        .expect("a step reached the gate");
+    }
+
+    fn release(&self) {
+        self.0.release.notify_one();
+    }
+
+    async fn pass(&self) {
+        if self.0.armed.swap(false, Ordering::SeqCst) {
+            self.0.entered.notify_one();
+            self.0.release.notified().await;
+        }
+    }
+}
+
+/// The Kubernetes pod adapter behind a [`Gate`].
+struct GatedPods {
+    inner: Arc<dyn PodManager>,
+    gate: Gate,
+}
+
+#[async_trait]
+impl PodManager for GatedPods {
+    async fn ensure_pod(&self, spec: &InsPodSpec) -> Result<PodProgress, PortError> {
+        let progress = self.inner.ensure_pod(spec).await?;
+        if matches!(progress, PodProgress::Ready { .. }) {
+            self.gate.pass().await;
+        }
+        Ok(progress)
+    }
+
+    async fn delete_pod(&self, namespace: &str, pod_name: &str) -> Result<Progress, PortError> {
+        self.inner.delete_pod(namespace, pod_name).await
+    }
+
+    async fn label_ins_type(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        ins_type: InsType,
+    ) -> Result<(), PortError> {
+        self.inner
+            .label_ins_type(namespace, pod_name, ins_type)
+            .await
+    }
+}
+
+/// The Kubernetes cluster store with the leader of every status it writes recorded.
+struct LeaderLog {
+    inner: Arc<dyn ClusterStore>,
+    leaders: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl ClusterStore for LeaderLog {
+    async fn get(&self, namespace: &str, name: &str) -> Result<MPDCluster, PortError> {
+        self.inner.get(namespace, name).await
+    }
+
+    async fn list(&self) -> Result<Vec<MPDCluster>, PortError> {
+        self.inner.list().await
+    }
+
+    async fn update(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
+        self.inner.update(cluster).await
+    }
+
+    async fn update_status(&self, cluster: &MPDCluster) -> Result<MPDCluster, PortError> {
+        let written = self.inner.update_status(cluster).await?;
+        let leader = written
+            .status
+            .clone()
+            .unwrap_or_default()
+            .leader_instance_id;
+        self.leaders.lock().expect("leaders").push(leader);
+        Ok(written)
+    }
+}
+
+/// A running cluster with one RO, its pod port gated and its status writes logged.
+async fn gated_cluster() -> (KubeHarness, Gate, Arc<Mutex<Vec<String>>>) {
+    let gate = Gate::default();
+    let leaders = Arc::new(Mutex::new(Vec::new()));
+    let (g, log) = (gate.clone(), leaders.clone());
+    let h = KubeHarness::created_with_ports(1, move |ports| Ports {
+        pods: Arc::new(GatedPods {
+            inner: ports.pods.clone(),
+            gate: g,
+        }),
+        clusters: Arc::new(LeaderLog {
+            inner: ports.clusters.clone(),
+            leaders: log,
+        }),
+        ..ports
+    })
+    .await;
+    (h, gate, leaders)
+}
+
+/// The role label of the pod of each instance of `ids`, in that order.
+async fn role_labels(h: &KubeHarness, ids: &[&str]) -> Vec<String> {
+    let (instances, pods) = (h.instances().await, h.pods().await);
+    ids.iter()
+        .map(|id| label(&pods[&instances[*id].pod_name], "apsara.metric.db_ins_type").to_owned())
+        .collect()
+}
+
+/// The CM fails over to the RO while AddRo (a flow that keeps HA on) is in the middle of
+/// EnsureNewRoUpToDate: the step has loaded the cluster and its new RO's pod is Ready, the
+/// save of the pod's node to come. A writer outside the flows' lock (another process, or a
+/// monitor wired without the state machine's locks) folds the CM's report then. The step's
+/// save after it, and every later save of the flow, keep the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_reported_while_a_step_runs_is_still_the_leader_after_that_steps_save() {
+    let (mut h, gate, leaders) = gated_cluster().await;
+    let old = h.of_type("rw").await[0].clone();
+    let ro = h.of_type("ro").await[0].clone();
+    let outside = StatusMonitor::new(
+        h.op.service.clone(),
+        ResourceLocks::new(),
+        Leadership::always(),
+        MonitorConfig::default(),
+    );
+    gate.arm();
+    h.patch_spec(json!({"followerNum": 2})).await;
+
+    let (cm, log, promoted) = (h.cm.clone(), leaders.clone(), ro.clone());
+    let failover = async move {
+        gate.entered().await;
+        assert!(cm.promote(&promoted.pod_name), "the CM knows the RO");
+        let outcome = outside
+            .sync(&ClusterRef::new(NS, NAME))
+            .await
+            .expect("the fold");
+        assert_eq!(outcome, SyncOutcome::Updated { rw_changed: true });
+        let recorded_at = log.lock().expect("leaders").len();
+        assert_eq!(
+            log.lock().expect("leaders").last(),
+            Some(&promoted.ins_id),
+            "the fold wrote the new leader"
+        );
+        gate.release();
+        recorded_at
+    };
+    let (state, recorded_at) = tokio::join!(h.settle(), failover);
+
+    assert_eq!(state, "Running", "{:?}", h.errors);
+    let after: Vec<String> = leaders.lock().expect("leaders")[recorded_at..].to_vec();
+    assert!(!after.is_empty(), "the step saved after the failover");
+    assert!(
+        after.iter().all(|leader| *leader == ro.ins_id),
+        "a save wrote a stale leader after the failover: {after:?}"
+    );
+    assert_eq!(h.leader().await, ro.ins_id);
+    let status = h.cr().await.status.unwrap_or_default();
+    assert_eq!(status.leader_instance_host, ro.node_name);
+    assert_eq!(h.instances().await[&ro.ins_id].ins_type, "rw");
+    assert_eq!(h.instances().await[&old.ins_id].ins_type, "ro");
+    assert_eq!(
+        h.of_type("ro").await.len(),
+        2,
+        "the old RW and the added RO"
+    );
+    assert!(h.of_type("tempro").await.is_empty());
+    assert_eq!(h.pods().await.len(), 3);
+    assert_eq!(h.cm_rw(), std::slice::from_ref(&ro.pod_name));
+    assert_eq!(
+        role_labels(&h, &[&ro.ins_id, &old.ins_id]).await,
+        ["polardb_mpd_rw", "polardb_mpd_ro"],
+        "the pods' role labels follow the failover"
+    );
+}
+
+/// The same failover reported as `run` wires it: the CM's `rw_ins` callback, served under
+/// the flows' locks. The callback waits for the running step (nothing is written mid-step),
+/// then records the new RW; nothing after it reverts that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_the_cm_calls_back_while_a_step_runs_waits_for_the_step_and_is_then_the_leader()
+{
+    use shared_storage::callbacks::{self, CallbackServer, CallbackToken};
+
+    const TOKEN: &str = "callback-token-of-the-kube-test-0002";
+    let (mut h, gate, leaders) = gated_cluster().await;
+    let old = h.of_type("rw").await[0].clone();
+    let ro = h.of_type("ro").await[0].clone();
+    let monitor = StatusMonitor::new(
+        h.op.service.clone(),
+        h.op.locks.clone(),
+        Leadership::always(),
+        MonitorConfig::default(),
+    );
+    let server = CallbackServer::new(monitor, CallbackToken::new(TOKEN, "the test").unwrap());
+    let listener = callbacks::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let url = format!(
+        "http://{}/api/v1/namespace/{NS}/name/{NAME}/rw_ins",
+        listener.local_addr().unwrap()
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    gate.arm();
+    h.patch_spec(json!({"followerNum": 2})).await;
+
+    let (cm, log, promoted) = (h.cm.clone(), leaders.clone(), ro.clone());
+    let failover = async move {
+        gate.entered().await;
+        assert!(cm.promote(&promoted.pod_name), "the CM knows the RO");
+        let writes_mid_step = log.lock().expect("leaders").len();
+        let body = format!(
+            r#"{{"endpoint":"{}:{}"}}"#,
+            promoted.host_client_ip, promoted.net_info.working_port
+        );
+        let call = tokio::spawn(
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .body(body)
+                .send(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!call.is_finished(), "the callback waits for the step");
+        assert_eq!(
+            log.lock().expect("leaders").len(),
+            writes_mid_step,
+            "nothing written mid-step"
+        );
+        gate.release();
+        let answer = call.await.unwrap().expect("the callback answers");
+        (writes_mid_step, answer.status().as_u16())
+    };
+    let (state, (writes_mid_step, answered)) = tokio::join!(h.settle(), failover);
+
+    assert_eq!(state, "Running", "{:?}", h.errors);
+    assert_eq!(answered, 200);
+    let after: Vec<String> = leaders.lock().expect("leaders")[writes_mid_step..].to_vec();
+    let first_new = after
+        .iter()
+        .position(|leader| *leader == ro.ins_id)
+        .expect("the failover is recorded");
+    assert!(
+        first_new > 0,
+        "the step saved before the callback wrote: {after:?}"
+    );
+    assert!(
+        after[first_new..].iter().all(|leader| *leader == ro.ins_id),
+        "nothing reverted the failover: {after:?}"
+    );
+    assert_eq!(h.leader().await, ro.ins_id);
+    assert_eq!(h.instances().await[&old.ins_id].ins_type, "ro");
+    assert_eq!(
+        h.of_type("ro").await.len(),
+        2,
+        "the old RW and the added RO"
+    );
+    assert_eq!(
+        role_labels(&h, &[&ro.ins_id, &old.ins_id]).await,
+        ["polardb_mpd_rw", "polardb_mpd_ro"],
+        "the pods' role labels follow the failover"
+    );
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }

@@ -41,8 +41,9 @@ pub struct KubeHarness {
     pub cluster: FakeCluster,
     /// The storage-management service.
     pub sms: SmsEmulator,
-    /// The cluster manager's API.
-    pub cm: CmEmulator,
+    /// The cluster manager's API (shared, for a test that drives it while the operator
+    /// reconciles).
+    pub cm: Arc<CmEmulator>,
     /// The engine agents and pfsd tools.
     pub agent: FakeAgent,
     /// The operator.
@@ -103,6 +104,12 @@ fn settings() -> ClusterSettings {
 impl KubeHarness {
     /// The cluster, the emulators and the operator; no MPDCluster yet.
     pub async fn new() -> Self {
+        Self::with_ports(|ports| ports).await
+    }
+
+    /// Like [`KubeHarness::new`], the production adapters passed through `wrap` before the
+    /// operator takes them (e.g. to put a recording store in front of one).
+    pub async fn with_ports(wrap: impl FnOnce(Ports) -> Ports) -> Self {
         let mut builder = seed::nodes(
             FakeCluster::builder()
                 .with_resource::<MPDCluster>()
@@ -117,7 +124,7 @@ impl KubeHarness {
         for n in 1..=4 {
             sms.add_node(&format!("node-{n}"), &format!("10.1.0.{n}"));
         }
-        let cm = CmEmulator::start().await.expect("cm emulator");
+        let cm = Arc::new(CmEmulator::start().await.expect("cm emulator"));
         let agent = FakeAgent::new(cluster.client());
         let access = AccessLog::default();
         let client = cluster.server().recording_client(NS, &access);
@@ -145,7 +152,12 @@ impl KubeHarness {
 
     /// Creates the sample cluster with `follower_num` ROs and reconciles it to `Running`.
     pub async fn created(follower_num: i32) -> Self {
-        let mut h = Self::new().await;
+        Self::created_with_ports(follower_num, |ports| ports).await
+    }
+
+    /// Like [`KubeHarness::created`] on the ports of [`KubeHarness::with_ports`].
+    pub async fn created_with_ports(follower_num: i32, wrap: impl FnOnce(Ports) -> Ports) -> Self {
+        let mut h = Self::with_ports(wrap).await;
         h.api
             .create(
                 &PostParams::default(),
