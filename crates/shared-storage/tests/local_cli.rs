@@ -572,3 +572,79 @@ fn history_into_a_closed_pipe_ends_quietly_and_workflows_of_an_unknown_cluster_f
         text(&out)
     );
 }
+
+#[test]
+fn status_shows_the_state_the_leader_and_every_instance_of_a_local_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = get(dir.path(), "demo").status.unwrap();
+
+    let out = op(dir.path(), &["status", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("State:    Running (Ready=True"), "{table}");
+    assert!(
+        table.contains(&format!(
+            "Leader:   {} on {}",
+            status.leader_instance_id, status.leader_instance_host
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains("last: CreateSharedStorageCluster (#1) completed, 6/6 steps"),
+        "{table}"
+    );
+    for ins in status.db_instance_status.values() {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&ins.ins_id))
+            .unwrap_or_else(|| panic!("no row for {}: {table}", ins.ins_id));
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let role = if ins.ins_id == status.leader_instance_id {
+            "RW*"
+        } else {
+            "RO"
+        };
+        assert_eq!(
+            &fields[1..4],
+            [role, &ins.pod_name, &ins.node_name],
+            "{row}"
+        );
+    }
+
+    let out = op(dir.path(), &["status", "demo", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status -o json");
+    assert_eq!(view["leader"], status.leader_instance_id.as_str());
+    assert_eq!(view["instances"].as_array().unwrap().len(), 3);
+
+    let out = op(dir.path(), &["status", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "error: mpdcluster default/nosuch not found");
+}
+
+#[test]
+fn inspection_with_a_kubeconfig_reads_the_cluster_and_a_missing_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &example("mpdcluster.yaml"), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The resource is in the state dir, but `--kubeconfig` asks the cluster.
+    let out = op(
+        dir.path(),
+        &[
+            "workflows",
+            "demo",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot read the kubeconfig /nonexistent/kubeconfig: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}

@@ -41,10 +41,13 @@ pub enum Command {
     Local(LocalArgs),
     /// The flow runs of a resource.
     Workflows(InspectArgs),
-    /// The history events of a resource.
+    /// The history events of a resource (on a cluster: its Kubernetes Events).
     History(InspectArgs),
     /// The resource with its status, as YAML.
     Get(NameArgs),
+    /// An overview of a resource: its state, the leader, each instance (role, node, engine
+    /// state) and the running flow with its current step.
+    Status(InspectArgs),
     /// Ask for recovery of an interrupted resource (annotation `interrupt.recover=T`).
     Recover(NameArgs),
     /// Cancel the running flow of a resource (annotation `cancelled=true`).
@@ -294,11 +297,64 @@ fn parse_req_limit(value: &str) -> Result<String, String> {
     }
 }
 
+/// Where the inspection commands look: the state directory (`--state-dir`, the default) or,
+/// with `--kubeconfig`, `--context` or `--cluster`, a Kubernetes cluster.
+#[derive(Clone, Debug, Default, Args)]
+pub struct TargetArgs {
+    /// Read the Kubernetes cluster of this kubeconfig (`:`-separated files, as in
+    /// KUBECONFIG) instead of `--state-dir`.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<String>,
+    /// Read the Kubernetes cluster of this kubeconfig context instead of `--state-dir`.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Read the Kubernetes cluster instead of `--state-dir`: the kubeconfig of KUBECONFIG,
+    /// else the in-cluster service account, else `~/.kube/config`. (KUBECONFIG alone does
+    /// not switch: the state directory stays the default.)
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+/// Which backend [`TargetArgs`] name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The state directory.
+    Local,
+    /// A Kubernetes cluster.
+    Cluster {
+        /// The kubeconfig paths (`--kubeconfig`, else KUBECONFIG), if any.
+        kubeconfig: Option<String>,
+        /// The kubeconfig context, if any.
+        context: Option<String>,
+    },
+}
+
+impl TargetArgs {
+    /// The backend: a cluster when `--kubeconfig`, `--context` or `--cluster` is given,
+    /// with the kubeconfig of `--kubeconfig`, else of `kubeconfig_env` (KUBECONFIG).
+    pub fn target(&self, kubeconfig_env: Option<String>) -> Target {
+        if self.kubeconfig.is_none() && self.context.is_none() && !self.cluster {
+            return Target::Local;
+        }
+        Target::Cluster {
+            kubeconfig: self
+                .kubeconfig
+                .clone()
+                .or(kubeconfig_env)
+                .filter(|k| !k.is_empty()),
+            context: self.context.clone().filter(|c| !c.is_empty()),
+        }
+    }
+}
+
 /// A resource name.
 #[derive(Clone, Debug, Args)]
 pub struct NameArgs {
     /// The MPDCluster name.
     pub name: String,
+    /// Where to look.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// A resource name and an output format.
@@ -309,6 +365,9 @@ pub struct InspectArgs {
     /// How to print.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Where to look.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// How a listing is printed.
@@ -428,5 +487,40 @@ mod tests {
         };
         assert_eq!(args.output, OutputFormat::Json);
         assert_eq!(cli.global.namespace, "ns");
+    }
+
+    fn target(args: &[&str], env: Option<&str>) -> Target {
+        let mut argv = vec!["op", "status", "demo"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Status(args) => args.target.target(env.map(str::to_owned)),
+            other => panic!("status, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inspection_reads_the_state_dir_unless_a_kubeconfig_a_context_or_cluster_is_given() {
+        assert_eq!(target(&[], Some("/k")), Target::Local, "KUBECONFIG alone");
+        assert_eq!(
+            target(&["--kubeconfig", "/a"], Some("/k")),
+            Target::Cluster {
+                kubeconfig: Some("/a".into()),
+                context: None
+            }
+        );
+        assert_eq!(
+            target(&["--context", "prod"], Some("/k")),
+            Target::Cluster {
+                kubeconfig: Some("/k".into()),
+                context: Some("prod".into())
+            }
+        );
+        assert_eq!(
+            target(&["--cluster"], None),
+            Target::Cluster {
+                kubeconfig: None,
+                context: None
+            }
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The connection to the cluster for `run`: the client configuration (a kubeconfig, the
+//! The connection to the cluster for `run` and the inspection commands ([`connect`], one
+//! function for both): the client configuration (a kubeconfig, the
 //! in-cluster service account), the `kube::Client` (TLS through rustls), and the start-up
 //! checks (the API server answers and accepts the credentials, the MPDCluster CRD is
 //! installed), each bounded by a timeout. Each failure is one [`ConnectionError`] whose
@@ -140,7 +141,7 @@ fn read_kubeconfigs(paths: &str) -> Result<Kubeconfig, ConnectionError> {
 /// The client configuration: from `kubeconfig` (paths, `:`-separated) when given; else
 /// the in-cluster service account when running in a pod (unless a `context` is asked
 /// for); else `~/.kube/config`. `context` picks a kubeconfig context.
-pub async fn client_config(
+async fn client_config(
     kubeconfig: Option<&str>,
     context: Option<&str>,
 ) -> Result<kube::Config, ConnectionError> {
@@ -180,13 +181,25 @@ pub async fn client_config(
 }
 
 /// A client for `config`, TLS through rustls (ring).
-pub fn client(config: kube::Config) -> Result<kube::Client, ConnectionError> {
+fn client(config: kube::Config) -> Result<kube::Client, ConnectionError> {
     wf_kube::install_crypto_provider();
     let url = config.cluster_url.to_string();
     kube::Client::try_from(config).map_err(|e| ConnectionError::Client {
         url,
         message: one_line(&e),
     })
+}
+
+/// The client of `run` and of the inspection commands on a cluster: the configuration of
+/// [`client_config`] (`kubeconfig` paths, `context`), TLS through rustls. Returns the client
+/// and the API server's URL. Nothing is sent to the server yet.
+pub async fn connect(
+    kubeconfig: Option<&str>,
+    context: Option<&str>,
+) -> Result<(kube::Client, String), ConnectionError> {
+    let config = client_config(kubeconfig, context).await?;
+    let url = config.cluster_url.to_string();
+    Ok((client(config)?, url))
 }
 
 fn api_error(url: &str, what: &'static str, error: kube::Error) -> ConnectionError {

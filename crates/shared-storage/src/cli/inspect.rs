@@ -1,28 +1,57 @@
-//! The read commands (`workflows`, `history`, `get`) and the annotation commands
-//! (`recover`, `cancel`) over a state directory. None of them takes the directory's lock,
-//! so they work while `local --watch` runs.
-
-use std::sync::Arc;
+//! The read commands (`workflows`, `history`, `get`, `status`) and the annotation commands
+//! (`recover`, `cancel`), over either [`Backend`]: the state directory (without its lock,
+//! so they work while `local --watch` runs) or a Kubernetes cluster. Each command builds
+//! its rows from what the backend answers and prints them the same way for both.
+//!
+//! Each command is an `async fn` over a [`Backend`] writing to a [`Stdout`] (standard
+//! output, or any writer in a test) and returning an [`InspectError`] on failure;
+//! [`dispatch`] runs one from the command line.
 
 use serde::Serialize;
-use wf_engine::hook::{read_history, HistoryEvent};
-use wf_engine::memento::{caretaker_name, MementoCaretaker};
-use wf_engine::FileMementoStore;
+use wf_engine::hook::HistoryEvent;
+use wf_engine::memento::StoredRuntime;
+use wf_engine::{StepStatus, WorkflowRuntime};
 
-use super::args::{GlobalArgs, OutputFormat};
+use super::args::{Command, GlobalArgs, OutputFormat, TargetArgs};
+use super::backend::{Backend, InspectError};
 use super::stdout::Stdout;
-use super::{EXIT_INTERRUPTED, EXIT_OK};
-use crate::crd::annotations;
-use crate::local::{FileClusterStore, LocalError, StateDir};
-use crate::registration::RESOURCE_TYPE;
+use super::EXIT_OK;
+use crate::crd::{annotations, ins_type, InstanceStatus, MPDCluster};
 
-fn fail(err: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {err}");
-    EXIT_INTERRUPTED
+/// Runs an inspection command of the command line (`workflows`, `history`, `get`,
+/// `status`, `recover`, `cancel`) on the backend its flags name; returns the exit code.
+/// A failure is one line on stderr and exit 1. Other commands are not inspection commands:
+/// exit 2.
+pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
+    let target = |t: &TargetArgs| t.target(std::env::var("KUBECONFIG").ok());
+    let target = match &command {
+        Command::Workflows(a) | Command::History(a) | Command::Status(a) => target(&a.target),
+        Command::Get(a) | Command::Recover(a) | Command::Cancel(a) => target(&a.target),
+        Command::Run(_) | Command::Local(_) => return super::EXIT_BAD_INPUT,
+    };
+    let backend = match Backend::open(&target, &global.state_dir, &global.namespace).await {
+        Ok(backend) => backend,
+        Err(err) => return fail(&err),
+    };
+    let mut out = Stdout::new();
+    let result = match &command {
+        Command::Workflows(a) => workflows(&backend, &a.name, a.output, &mut out).await,
+        Command::History(a) => history(&backend, &a.name, a.output, &mut out).await,
+        Command::Status(a) => status(&backend, &a.name, a.output, &mut out).await,
+        Command::Get(a) => get(&backend, &a.name, &mut out).await,
+        Command::Recover(a) => recover(&backend, &a.name, &mut out).await,
+        Command::Cancel(a) => cancel(&backend, &a.name, &mut out).await,
+        Command::Run(_) | Command::Local(_) => Ok(()),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(err) => fail(&err),
+    }
 }
 
-fn state(global: &GlobalArgs) -> Result<StateDir, LocalError> {
-    StateDir::inspect(&global.state_dir)
+fn fail(err: &InspectError) -> u8 {
+    eprintln!("error: {err}");
+    err.exit_code()
 }
 
 /// One row of `workflows`.
@@ -45,63 +74,58 @@ struct RunRow {
     error: String,
 }
 
+impl RunRow {
+    fn new(stored: &StoredRuntime) -> Self {
+        let rt = &stored.runtime;
+        RunRow {
+            seq: stored.seq,
+            flow: rt.flow_name.clone(),
+            status: rt.flow_status.as_str().to_owned(),
+            run_retries: rt.retry_times,
+            step_retries: rt.running_steps.iter().map(|s| s.retry_times).sum(),
+            resumes: rt.resume_times,
+            steps_done: rt.completed_steps(),
+            steps_total: rt.running_steps.len(),
+            start: time(rt.start_time),
+            end: time(rt.complete_time),
+            error: rt.error_message.clone(),
+        }
+    }
+}
+
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| "-".to_owned())
 }
 
-/// `workflows NAME`: the runs of a resource.
-pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
-    let state = match state(global) {
-        Ok(state) => state,
-        Err(err) => return fail(err),
-    };
-    let storage = FileMementoStore::new(state.memento_dir())
-        .storage(&global.namespace, &caretaker_name(name));
-    let caretaker = match MementoCaretaker::load(
-        caretaker_name(name),
-        Arc::new(storage),
-        usize::MAX,
-        usize::MAX,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(err) => return fail(err),
-    };
-    let runs = match caretaker.runtimes() {
-        Ok(runs) => runs,
-        Err(err) => return fail(err),
-    };
-    let rows: Vec<RunRow> = runs
-        .into_iter()
-        .map(|stored| {
-            let rt = stored.runtime;
-            RunRow {
-                seq: stored.seq,
-                flow: rt.flow_name.clone(),
-                status: rt.flow_status.as_str().to_owned(),
-                run_retries: rt.retry_times,
-                step_retries: rt.running_steps.iter().map(|s| s.retry_times).sum(),
-                resumes: rt.resume_times,
-                steps_done: rt.completed_steps(),
-                steps_total: rt.running_steps.len(),
-                start: time(rt.start_time),
-                end: time(rt.complete_time),
-                error: rt.error_message.clone(),
-            }
-        })
+fn print_json<T: Serialize>(value: &T, out: &mut Stdout<'_>) -> Result<(), InspectError> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| InspectError::Encode(e.to_string()))?;
+    out.line(text);
+    Ok(())
+}
+
+/// `workflows NAME`: the runs of a resource, oldest first. A resource without runs that
+/// does not exist either is an error.
+pub async fn workflows(
+    backend: &Backend,
+    name: &str,
+    output: OutputFormat,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let rows: Vec<RunRow> = backend
+        .runtimes(name)
+        .await?
+        .iter()
+        .map(RunRow::new)
         .collect();
     if rows.is_empty() {
         // No runs: say so when there is no such resource either, as `get` does.
-        if let Err(err) = store(global).and_then(|s| s.read(&global.namespace, name)) {
-            return fail(err);
-        }
+        backend.object(name).await?;
     }
     match output {
-        OutputFormat::Json => print_json(&rows),
+        OutputFormat::Json => print_json(&rows, out),
         OutputFormat::Table => {
-            let mut out = Stdout::new();
             out.line(format_args!(
                 "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
                 "SEQ", "FLOW", "STATUS", "RUN-RT", "STEP-RT", "RESUMES", "STEPS", "START", "END"
@@ -120,41 +144,26 @@ pub async fn workflows(global: &GlobalArgs, name: &str, output: OutputFormat) ->
                     r.end
                 ));
             }
-            EXIT_OK
+            Ok(())
         }
     }
 }
 
-fn print_json<T: Serialize>(value: &T) -> u8 {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            Stdout::new().line(text);
-            EXIT_OK
-        }
-        Err(err) => fail(err),
+/// `history NAME`: the history events of a resource, oldest first (on a cluster: its
+/// Kubernetes Events; see [`Backend::history`]).
+pub async fn history(
+    backend: &Backend,
+    name: &str,
+    output: OutputFormat,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let events: Vec<HistoryEvent> = backend.history(name).await?;
+    if events.is_empty() {
+        backend.object(name).await?;
     }
-}
-
-/// `history NAME`: the history events of a resource.
-pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
-    let state = match state(global) {
-        Ok(state) => state,
-        Err(err) => return fail(err),
-    };
-    let path = state
-        .history_dir()
-        .join(format!("{RESOURCE_TYPE}_workflow.txt"));
-    let events: Vec<HistoryEvent> = match read_history(&path) {
-        Ok(events) => events
-            .into_iter()
-            .filter(|e| e.resource_name == name && e.namespace == global.namespace)
-            .collect(),
-        Err(err) => return fail(err),
-    };
     match output {
-        OutputFormat::Json => print_json(&events),
+        OutputFormat::Json => print_json(&events, out),
         OutputFormat::Table => {
-            let mut out = Stdout::new();
             out.line(format_args!(
                 "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  ERROR",
                 "TIME", "FLOW", "STEP", "TYPE", "STEP#", "RETRY"
@@ -178,58 +187,417 @@ pub fn history(global: &GlobalArgs, name: &str, output: OutputFormat) -> u8 {
                     e.error
                 ));
             }
-            EXIT_OK
+            Ok(())
         }
     }
-}
-
-fn store(global: &GlobalArgs) -> Result<FileClusterStore, LocalError> {
-    Ok(FileClusterStore::new(state(global)?.clusters_dir()))
 }
 
 /// `get NAME`: the resource as YAML.
-pub fn get(global: &GlobalArgs, name: &str) -> u8 {
-    let cr = match store(global).and_then(|s| s.read(&global.namespace, name)) {
-        Ok(cr) => cr,
-        Err(err) => return fail(err),
-    };
-    match serde_yaml::to_string(&cr) {
-        Ok(text) => {
-            Stdout::new().text(&text);
-            EXIT_OK
-        }
-        Err(err) => fail(err),
-    }
+pub async fn get(backend: &Backend, name: &str, out: &mut Stdout<'_>) -> Result<(), InspectError> {
+    let cr = backend.object(name).await?;
+    let text = serde_yaml::to_string(&cr).map_err(|e| InspectError::Encode(e.to_string()))?;
+    out.text(&text);
+    Ok(())
 }
 
-fn annotate(global: &GlobalArgs, name: &str, key: &str, value: &str, done: &str) -> u8 {
-    match store(global).and_then(|s| s.set_annotation(&global.namespace, name, key, value)) {
-        Ok(_) => {
-            Stdout::new().line(format_args!("{}/{name}: {done}", global.namespace));
-            EXIT_OK
-        }
-        Err(err) => fail(err),
-    }
+async fn annotate(
+    backend: &Backend,
+    name: &str,
+    (key, value): (&str, &str),
+    done: &str,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    backend.annotate(name, key, value).await?;
+    out.line(format_args!("{}/{name}: {done}", backend.namespace()));
+    Ok(())
 }
 
 /// `recover NAME`: `interrupt.recover=T`.
-pub fn recover(global: &GlobalArgs, name: &str) -> u8 {
+pub async fn recover(
+    backend: &Backend,
+    name: &str,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let done = if backend.is_cluster() {
+        "recovery requested; the operator resumes the interrupted flow"
+    } else {
+        "recovery requested; run `local` again (or let `local --watch` pick it up)"
+    };
     annotate(
-        global,
+        backend,
         name,
-        annotations::INTERRUPT_RECOVER,
-        "T",
-        "recovery requested; run `local` again (or let `local --watch` pick it up)",
+        (annotations::INTERRUPT_RECOVER, "T"),
+        done,
+        out,
     )
+    .await
 }
 
 /// `cancel NAME`: `cancelled=true`.
-pub fn cancel(global: &GlobalArgs, name: &str) -> u8 {
+pub async fn cancel(
+    backend: &Backend,
+    name: &str,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
     annotate(
-        global,
+        backend,
         name,
-        annotations::CANCELLED,
-        "true",
+        (annotations::CANCELLED, "true"),
         "cancellation requested; the running flow stops at once",
+        out,
     )
+    .await
+}
+
+/// `status NAME` as JSON: the overview of a resource.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    namespace: String,
+    name: String,
+    /// `status.clusterStatus`.
+    state: String,
+    /// The `Ready` condition's status (`True`, `False`), if any.
+    ready: Option<String>,
+    generation: Option<i64>,
+    observed_generation: Option<i64>,
+    /// `status.leaderInstanceId`.
+    leader: String,
+    /// `status.leaderInstanceHost`.
+    leader_host: String,
+    /// RW first, then ROs, then temporary ROs.
+    instances: Vec<InstanceView>,
+    /// The run not completed yet, if any.
+    running_flow: Option<FlowView>,
+    /// The latest run.
+    last_flow: Option<FlowView>,
+}
+
+/// One instance of `status`.
+#[derive(Debug, Serialize)]
+struct InstanceView {
+    ins_id: String,
+    /// `RW`, `RO`, `TEMP-RO`.
+    role: String,
+    leader: bool,
+    pod: String,
+    node: String,
+    /// `host:port` of the engine.
+    address: String,
+    /// The engine state the cluster manager reported (`RUNNING`, …).
+    engine: String,
+    /// Why, when given.
+    reason: String,
+    /// Since when.
+    since: String,
+    installed: bool,
+}
+
+/// A run in `status`.
+#[derive(Debug, Serialize)]
+struct FlowView {
+    seq: u64,
+    flow: String,
+    status: String,
+    /// The first step not completed (the current one), if any.
+    step: Option<String>,
+    /// Its status (`prepared`, `inited`, `waiting`, `failed`).
+    step_status: Option<String>,
+    steps_done: usize,
+    steps_total: usize,
+    start: String,
+    end: String,
+    error: String,
+}
+
+fn step_status(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Prepared => "prepared",
+        StepStatus::Inited => "running",
+        StepStatus::Waiting => "waiting",
+        StepStatus::Failed => "failed",
+        StepStatus::Completed => "completed",
+    }
+}
+
+impl FlowView {
+    fn new(seq: u64, rt: &WorkflowRuntime) -> Self {
+        let current = rt
+            .running_steps
+            .iter()
+            .find(|s| s.step_status != StepStatus::Completed);
+        FlowView {
+            seq,
+            flow: rt.flow_name.clone(),
+            status: rt.flow_status.as_str().to_owned(),
+            step: current.map(|s| s.step_name.clone()),
+            step_status: current.map(|s| step_status(s.step_status).to_owned()),
+            steps_done: rt.completed_steps(),
+            steps_total: rt.running_steps.len(),
+            start: time(rt.start_time),
+            end: time(rt.complete_time),
+            error: rt.error_message.clone(),
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut line = format!(
+            "{} (#{}) {}, {}/{} steps",
+            self.flow, self.seq, self.status, self.steps_done, self.steps_total
+        );
+        if let (Some(step), Some(status)) = (&self.step, &self.step_status) {
+            line.push_str(&format!(", at {step} ({status})"));
+        }
+        if !self.error.is_empty() {
+            line.push_str(&format!(", error: {}", self.error));
+        }
+        line
+    }
+}
+
+fn role(ty: &str) -> String {
+    match ty {
+        ins_type::RW => "RW".to_owned(),
+        ins_type::RO => "RO".to_owned(),
+        ins_type::TEMP_RO => "TEMP-RO".to_owned(),
+        "" => "-".to_owned(),
+        other => other.to_uppercase(),
+    }
+}
+
+fn rank(ty: &str) -> u8 {
+    match ty {
+        ins_type::RW => 0,
+        ins_type::RO => 1,
+        ins_type::TEMP_RO => 2,
+        _ => 3,
+    }
+}
+
+fn instance_view(ins: &InstanceStatus, leader: &str) -> InstanceView {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    InstanceView {
+        ins_id: ins.ins_id.clone(),
+        role: role(&ins.ins_type),
+        leader: !leader.is_empty() && ins.ins_id == leader,
+        pod: dash(&ins.pod_name),
+        node: dash(&ins.node_name),
+        address: if ins.net_info.working_host_ip.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{}:{}",
+                ins.net_info.working_host_ip, ins.net_info.working_port
+            )
+        },
+        engine: dash(&ins.current_state.state),
+        reason: ins.current_state.reason.clone(),
+        since: dash(&ins.current_state.start_at),
+        installed: ins.installed,
+    }
+}
+
+fn status_view(cr: &MPDCluster, runs: &[StoredRuntime]) -> StatusView {
+    let status = cr.status.clone().unwrap_or_default();
+    let leader = status.leader_instance_id.clone();
+    let mut instances: Vec<&InstanceStatus> = status.db_instance_status.values().collect();
+    instances.sort_by(|a, b| (rank(&a.ins_type), &a.ins_id).cmp(&(rank(&b.ins_type), &b.ins_id)));
+    StatusView {
+        namespace: cr.metadata.namespace.clone().unwrap_or_default(),
+        name: cr.metadata.name.clone().unwrap_or_default(),
+        state: status.cluster_status.clone(),
+        ready: status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status.clone()),
+        generation: cr.metadata.generation,
+        observed_generation: status.observed_generation,
+        leader: leader.clone(),
+        leader_host: status.leader_instance_host.clone(),
+        instances: instances
+            .into_iter()
+            .map(|i| instance_view(i, &leader))
+            .collect(),
+        running_flow: runs
+            .iter()
+            .rev()
+            .find(|r| !r.runtime.flow_status.is_finished())
+            .map(|r| FlowView::new(r.seq, &r.runtime)),
+        last_flow: runs.last().map(|r| FlowView::new(r.seq, &r.runtime)),
+    }
+}
+
+/// `status NAME`: an overview of a resource: its state, the leader, one row per instance
+/// (role, pod, node, engine state) and the running flow with its current step.
+pub async fn status(
+    backend: &Backend,
+    name: &str,
+    output: OutputFormat,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let cr = backend.object(name).await?;
+    let runs = backend.runtimes(name).await?;
+    let view = status_view(&cr, &runs);
+    if output == OutputFormat::Json {
+        return print_json(&view, out);
+    }
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    out.line(format_args!("Cluster:  {}/{}", view.namespace, view.name));
+    let mut state = or_dash(&view.state);
+    if let Some(ready) = &view.ready {
+        state.push_str(&format!(" (Ready={ready})"));
+    }
+    if let (Some(generation), Some(observed)) = (view.generation, view.observed_generation) {
+        state.push_str(&format!(", generation {generation}, observed {observed}"));
+    }
+    out.line(format_args!("State:    {state}"));
+    let leader = if view.leader.is_empty() {
+        "-".to_owned()
+    } else if view.leader_host.is_empty() {
+        view.leader.clone()
+    } else {
+        format!("{} on {}", view.leader, view.leader_host)
+    };
+    out.line(format_args!("Leader:   {leader}"));
+    let flow = match (&view.running_flow, &view.last_flow) {
+        (Some(running), _) => running.line(),
+        (None, Some(last)) => format!("none running; last: {}, ended {}", last.line(), last.end),
+        (None, None) => "none".to_owned(),
+    };
+    out.line(format_args!("Flow:     {flow}"));
+    out.line("");
+    out.line(format_args!("Instances: {}", view.instances.len()));
+    out.line(format_args!(
+        "{:<24} {:<8} {:<40} {:<16} {:<22} {:<10} {:<9} {:<25} REASON",
+        "INSTANCE", "ROLE", "POD", "NODE", "ADDRESS", "ENGINE", "INSTALLED", "SINCE"
+    ));
+    for i in &view.instances {
+        let role = if i.leader {
+            format!("{}*", i.role)
+        } else {
+            i.role.clone()
+        };
+        let row = format!(
+            "{:<24} {:<8} {:<40} {:<16} {:<22} {:<10} {:<9} {:<25} {}",
+            i.ins_id,
+            role,
+            i.pod,
+            i.node,
+            i.address,
+            i.engine,
+            if i.installed { "yes" } else { "no" },
+            i.since,
+            i.reason
+        );
+        out.line(row.trim_end());
+    }
+    if view.instances.iter().any(|i| i.leader) {
+        out.line("(* the leader)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{EngineStateRecord, MPDClusterStatus};
+
+    fn run(seq: u64, flow: &str, status: &str, steps: &[(&str, &str)]) -> StoredRuntime {
+        let steps: Vec<_> = steps
+            .iter()
+            .map(|(name, status)| serde_json::json!({"StepName": name, "stepStatus": status}))
+            .collect();
+        let runtime = serde_json::from_value(serde_json::json!({
+            "flowStatus": status,
+            "flowName": flow,
+            "runningSteps": steps,
+        }))
+        .unwrap();
+        StoredRuntime {
+            seq,
+            key: format!("{seq}-{flow}"),
+            runtime,
+        }
+    }
+
+    fn cluster() -> MPDCluster {
+        let mut cr = MPDCluster::new("c1", Default::default());
+        cr.metadata.namespace = Some("ns".into());
+        let mut status = MPDClusterStatus {
+            leader_instance_id: "2".into(),
+            leader_instance_host: "node-2".into(),
+            ..MPDClusterStatus::default()
+        };
+        status.set_state("AddRo", Some(2));
+        for (id, ty) in [("3", "ro"), ("2", "rw"), ("4", "tempro")] {
+            status.db_instance_status.insert(
+                id.into(),
+                InstanceStatus {
+                    ins_id: id.into(),
+                    ins_type: ty.into(),
+                    node_name: format!("node-{id}"),
+                    current_state: EngineStateRecord {
+                        state: "RUNNING".into(),
+                        ..EngineStateRecord::default()
+                    },
+                    ..InstanceStatus::default()
+                },
+            );
+        }
+        cr.status = Some(status);
+        cr
+    }
+
+    #[test]
+    fn status_names_the_uncompleted_run_and_its_first_step_not_completed() {
+        let runs = [
+            run(1, "Create", "completed", &[("A", "completed")]),
+            run(
+                2,
+                "AddRo",
+                "waiting",
+                &[("A", "completed"), ("B", "waiting"), ("C", "prepared")],
+            ),
+        ];
+        let view = status_view(&cluster(), &runs);
+        let flow = view.running_flow.expect("a running flow");
+        assert_eq!((flow.seq, flow.flow.as_str()), (2, "AddRo"));
+        assert_eq!(flow.step.as_deref(), Some("B"));
+        assert_eq!(flow.step_status.as_deref(), Some("waiting"));
+        assert_eq!((flow.steps_done, flow.steps_total), (1, 3));
+        assert_eq!(flow.line(), "AddRo (#2) waiting, 1/3 steps, at B (waiting)");
+        assert_eq!(view.state, "AddRo");
+        assert_eq!(view.ready.as_deref(), Some("False"));
+    }
+
+    #[test]
+    fn status_lists_the_rw_first_marked_as_leader_then_the_ros_then_temporary_ros() {
+        let view = status_view(&cluster(), &[]);
+        let rows: Vec<(&str, &str, bool)> = view
+            .instances
+            .iter()
+            .map(|i| (i.ins_id.as_str(), i.role.as_str(), i.leader))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2", "RW", true),
+                ("3", "RO", false),
+                ("4", "TEMP-RO", false)
+            ]
+        );
+        assert!(view.running_flow.is_none() && view.last_flow.is_none());
+    }
 }

@@ -2,8 +2,9 @@
 //! is a thin shell over this module.
 
 mod args;
+pub mod backend;
 mod connection;
-mod inspect;
+pub mod inspect;
 mod local;
 mod printer;
 mod run;
@@ -14,8 +15,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Cli, Command, OutputFormat, PullPolicy, RunArgs};
+pub use args::{
+    Cli, Command, GlobalArgs, InspectArgs, NameArgs, OutputFormat, PullPolicy, RunArgs, Target,
+    TargetArgs,
+};
+pub use backend::{Backend, InspectError};
 pub use run::{operate, RunError};
+pub use stdout::Stdout;
 
 /// Exit code: everything ended `Running` (or the command succeeded).
 pub const EXIT_OK: u8 = 0;
@@ -58,10 +64,6 @@ pub async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(args) => run::run(*args).await,
         Command::Local(args) => local::run(&global, args).await,
-        Command::Workflows(args) => inspect::workflows(&global, &args.name, args.output).await,
-        Command::History(args) => inspect::history(&global, &args.name, args.output),
-        Command::Get(args) => inspect::get(&global, &args.name),
-        Command::Recover(args) => inspect::recover(&global, &args.name),
-        Command::Cancel(args) => inspect::cancel(&global, &args.name),
+        command => inspect::dispatch(&global, command).await,
     }
 }

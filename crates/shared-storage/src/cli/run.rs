@@ -87,10 +87,8 @@ fn identity(pod_name: Option<String>) -> String {
 }
 
 async fn start(args: RunArgs) -> Result<(), RunError> {
-    let config =
-        connection::client_config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let url = config.cluster_url.to_string();
-    let client = connection::client(config)?;
+    let (client, url) =
+        connection::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let version = connection::check(&client, &url, args.startup_timeout).await?;
     tracing::info!(%url, %version, "connected to the Kubernetes API server");
 

@@ -1,29 +1,36 @@
-//! Command output on standard output: a reader that goes away (`history c1 | head`) ends
-//! the output quietly instead of panicking in `println!` ("failed printing to stdout:
-//! Broken pipe").
+//! Command output on standard output (or any writer, for tests): a reader that goes away
+//! (`history c1 | head`) ends the output quietly instead of panicking in `println!`
+//! ("failed printing to stdout: Broken pipe").
 
-use std::io::{ErrorKind, StdoutLock, Write};
+use std::io::{ErrorKind, Write};
 
-/// Standard output, locked for one command's output. After a write fails (the pipe is
-/// closed) every further write is skipped.
-pub struct Stdout {
-    lock: StdoutLock<'static>,
+/// A command's output: standard output, locked for the command, or any writer. After a
+/// write fails (the pipe is closed) every further write is skipped.
+pub struct Stdout<'a> {
+    lock: Box<dyn Write + 'a>,
     closed: bool,
 }
 
-impl Default for Stdout {
+impl Default for Stdout<'static> {
     fn default() -> Self {
-        Stdout {
-            lock: std::io::stdout().lock(),
-            closed: false,
-        }
+        Stdout::to(std::io::stdout().lock())
     }
 }
 
-impl Stdout {
+impl Stdout<'static> {
     /// Locked standard output.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<'a> Stdout<'a> {
+    /// The output into `writer` (e.g. a `&mut Vec<u8>` in a test).
+    pub fn to(writer: impl Write + 'a) -> Self {
+        Stdout {
+            lock: Box::new(writer),
+            closed: false,
+        }
     }
 
     /// Writes `text` as it is.
@@ -59,7 +66,7 @@ impl Stdout {
     }
 }
 
-impl Drop for Stdout {
+impl Drop for Stdout<'_> {
     fn drop(&mut self) {
         if !self.closed {
             let _ = self.lock.flush();

@@ -1,0 +1,317 @@
+//! The inspection commands on a cluster (`workflows`, `history`, `get`, `status`,
+//! `recover`, `cancel` with `--kubeconfig`), run in-process on the cluster backend over the
+//! fake API server after a real Create flow on the production adapters: the same output as
+//! local mode for the same flow, the annotations set on the API, unknown names refused.
+
+mod kube_harness;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kube_harness::{KubeHarness, NAME, NS};
+use shared_storage::cli::{inspect, Backend, InspectError, OutputFormat, Stdout};
+use shared_storage::crd::{annotations, MPDCluster};
+
+/// Runs `inspect::<command>(args.., &mut out)` into a buffer: what it printed, or its error.
+macro_rules! printed {
+    ($command:ident($($arg:expr),*)) => {{
+        let mut buffer = Vec::new();
+        let result = {
+            let mut out = Stdout::to(&mut buffer);
+            inspect::$command($($arg,)* &mut out).await
+        };
+        result.map(|()| String::from_utf8(buffer).expect("UTF-8 output"))
+    }};
+}
+
+async fn workflows(b: &Backend, name: &str, format: OutputFormat) -> Result<String, InspectError> {
+    printed!(workflows(b, name, format))
+}
+
+async fn history(b: &Backend, name: &str, format: OutputFormat) -> Result<String, InspectError> {
+    printed!(history(b, name, format))
+}
+
+async fn status(b: &Backend, name: &str, format: OutputFormat) -> Result<String, InspectError> {
+    printed!(status(b, name, format))
+}
+
+async fn get(b: &Backend, name: &str) -> Result<String, InspectError> {
+    printed!(get(b, name))
+}
+
+async fn recover(b: &Backend, name: &str) -> Result<String, InspectError> {
+    printed!(recover(b, name))
+}
+
+async fn cancel(b: &Backend, name: &str) -> Result<String, InspectError> {
+    printed!(cancel(b, name))
+}
+
+fn on_cluster(h: &KubeHarness) -> Backend {
+    Backend::cluster(h.cluster.client(), NS)
+}
+
+/// The harness's cluster document run through local mode (the binary) in `state`.
+fn created_locally(state: &Path) -> Backend {
+    let file = state.join("c1.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&support::cluster(2)).unwrap()).unwrap();
+    let out = Command::new(PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator")))
+        .arg("local")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(state.join("state"))
+        .output()
+        .expect("run the binary");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "local: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Backend::local(state.join("state"), NS)
+}
+
+/// The header's columns and, per row, the columns named `keep`.
+fn columns(table: &str, keep: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = table.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let index: Vec<usize> = keep
+        .iter()
+        .map(|k| header.iter().position(|h| h == k).expect(k))
+        .collect();
+    let rows = lines
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            index.iter().map(|&i| fields[i].to_owned()).collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_on_the_cluster_prints_the_same_rows_as_local_mode() {
+    let h = KubeHarness::created(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = created_locally(dir.path());
+
+    let on_kube = workflows(&on_cluster(&h), NAME, OutputFormat::Table)
+        .await
+        .expect("workflows on the cluster");
+    let locally = workflows(&local, NAME, OutputFormat::Table)
+        .await
+        .expect("workflows locally");
+    let keep = ["SEQ", "FLOW", "STATUS", "STEPS"];
+    let (kube_header, kube_rows) = columns(&on_kube, &keep);
+    let (local_header, local_rows) = columns(&locally, &keep);
+    assert_eq!(kube_header, local_header, "{on_kube}\n{locally}");
+    assert_eq!(kube_rows, local_rows, "{on_kube}\n{locally}");
+    assert_eq!(
+        kube_rows[0],
+        ["1", "CreateSharedStorageCluster", "completed", "6/6"],
+        "{on_kube}"
+    );
+    assert!(
+        on_kube.lines().skip(1).all(|l| l.contains("Z ")),
+        "times: {on_kube}"
+    );
+
+    // `-o json` parses, with the same runs.
+    let json = workflows(&on_cluster(&h), NAME, OutputFormat::Json)
+        .await
+        .unwrap();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).expect("json");
+    let local_json = workflows(&local, NAME, OutputFormat::Json).await.unwrap();
+    let local_runs: Vec<serde_json::Value> = serde_json::from_str(&local_json).unwrap();
+    let shape = |runs: &[serde_json::Value]| -> Vec<(String, String, u64, u64)> {
+        runs.iter()
+            .map(|r| {
+                (
+                    r["flow"].as_str().unwrap().to_owned(),
+                    r["status"].as_str().unwrap().to_owned(),
+                    r["steps_done"].as_u64().unwrap(),
+                    r["steps_total"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(shape(&runs), shape(&local_runs));
+    let keys = |r: &serde_json::Value| r.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&runs[0]), keys(&local_runs[0]), "the same fields");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_on_the_cluster_lists_the_events_in_the_local_columns_and_order() {
+    let h = KubeHarness::created(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = created_locally(dir.path());
+
+    let on_kube = history(&on_cluster(&h), NAME, OutputFormat::Table)
+        .await
+        .expect("history on the cluster");
+    let locally = history(&local, NAME, OutputFormat::Table).await.unwrap();
+    assert_eq!(
+        on_kube.lines().next(),
+        locally.lines().next(),
+        "the same columns"
+    );
+    // (flow, step, type, step#) per row; the cluster's Events are a subsequence of the
+    // local history: no StepInited (no Event), repeats folded into one Event series, and
+    // the recorder's rate limit (10 per cluster per minute) drops the rest.
+    let (_, kube_rows) = columns(&on_kube, &["FLOW", "STEP", "TYPE", "STEP#"]);
+    let (_, local_rows) = columns(&locally, &["FLOW", "STEP", "TYPE", "STEP#"]);
+    assert!(kube_rows.len() >= 5, "{on_kube}");
+    assert_eq!(
+        kube_rows[0],
+        ["CreateSharedStorageCluster", "-", "WorkFlowStart", "0"],
+        "{on_kube}"
+    );
+    let mut rest = local_rows.iter();
+    for row in &kube_rows {
+        assert!(
+            rest.any(|l| l == row),
+            "{row:?} is not in the local history in order:\n{on_kube}\n{locally}"
+        );
+    }
+    for (step, number) in [("InitMeta", "1"), ("PrepareStorage", "2")] {
+        assert!(
+            kube_rows.contains(&vec![
+                "CreateSharedStorageCluster".to_owned(),
+                step.to_owned(),
+                "StepCompleted".to_owned(),
+                number.to_owned()
+            ]),
+            "{step} completed as step {number}: {on_kube}"
+        );
+    }
+
+    let json = history(&on_cluster(&h), NAME, OutputFormat::Json)
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).expect("json");
+    for kind in ["WorkFlowStart", "StepCompleted"] {
+        assert!(
+            events.iter().any(|e| e["type"] == kind
+                && e["flow_name"] == "CreateSharedStorageCluster"
+                && e["resource_name"] == NAME),
+            "no {kind}: {json}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_annotations() {
+    let h = KubeHarness::created(1).await;
+    let backend = on_cluster(&h);
+
+    let yaml = get(&backend, NAME).await.expect("get");
+    let cr: MPDCluster = serde_yaml::from_str(&yaml).expect("get prints YAML");
+    assert_eq!(cr.status.unwrap().cluster_status, "Running");
+
+    let said = recover(&backend, NAME).await.expect("recover");
+    assert!(said.starts_with("default/c1: recovery requested"), "{said}");
+    assert_eq!(
+        h.annotation(annotations::INTERRUPT_RECOVER)
+            .await
+            .as_deref(),
+        Some("T")
+    );
+    let said = cancel(&backend, NAME).await.expect("cancel");
+    assert!(
+        said.starts_with("default/c1: cancellation requested"),
+        "{said}"
+    );
+    assert_eq!(
+        h.annotation(annotations::CANCELLED).await.as_deref(),
+        Some("true")
+    );
+    // Both set: the merge patch keeps the other annotations.
+    assert_eq!(
+        h.annotation(annotations::INTERRUPT_RECOVER)
+            .await
+            .as_deref(),
+        Some("T")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_the_cluster_refuses_an_unknown_name_with_one_line_and_exit_1() {
+    let h = KubeHarness::new().await;
+    let backend = on_cluster(&h);
+    let table = OutputFormat::Table;
+    let errors = [
+        ("workflows", workflows(&backend, "nosuch", table).await),
+        ("history", history(&backend, "nosuch", table).await),
+        ("status", status(&backend, "nosuch", table).await),
+        ("get", get(&backend, "nosuch").await),
+        ("recover", recover(&backend, "nosuch").await),
+        ("cancel", cancel(&backend, "nosuch").await),
+    ];
+    for (command, result) in errors {
+        let err = result.expect_err(command);
+        let text = err.to_string();
+        assert_eq!(text, "mpdcluster default/nosuch not found", "{command}");
+        assert_eq!(err.exit_code(), 1, "{command}");
+    }
+    // Nothing was created by the annotation commands.
+    assert!(h.api.get_opt("nosuch").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_on_the_cluster_shows_the_state_the_leader_and_every_instance() {
+    let h = KubeHarness::created(2).await;
+    let backend = on_cluster(&h);
+    let leader = h.leader().await;
+    let instances = h.instances().await;
+    assert_eq!(instances.len(), 3);
+
+    let text = status(&backend, NAME, OutputFormat::Table)
+        .await
+        .expect("status");
+    assert!(text.contains("Cluster:  default/c1"), "{text}");
+    assert!(text.contains("State:    Running"), "{text}");
+    let rw = &instances[&leader];
+    assert!(
+        text.contains(&format!("Leader:   {leader} on {}", rw.node_name)),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Flow:     none running; last: CreateSharedStorageCluster (#1) completed, 6/6 steps"
+        ),
+        "{text}"
+    );
+    for ins in instances.values() {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&ins.ins_id))
+            .unwrap_or_else(|| panic!("no row for {}: {text}", ins.ins_id));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let role = if ins.ins_id == leader { "RW*" } else { "RO" };
+        assert_eq!(fields[1], role, "{line}");
+        assert_eq!(fields[2], ins.pod_name, "{line}");
+        assert_eq!(fields[3], ins.node_name, "{line}");
+        let engine = match ins.current_state.state.as_str() {
+            "" => "-",
+            state => state,
+        };
+        assert_eq!(fields[5], engine, "{line}");
+    }
+
+    let json = status(&backend, NAME, OutputFormat::Json).await.unwrap();
+    let view: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(view["state"], "Running");
+    assert_eq!(view["leader"], leader.as_str());
+    assert_eq!(view["instances"].as_array().unwrap().len(), 3);
+    assert_eq!(view["instances"][0]["role"], "RW");
+    assert_eq!(view["instances"][0]["leader"], true);
+    assert!(view["running_flow"].is_null(), "{json}");
+    assert_eq!(view["last_flow"]["flow"], "CreateSharedStorageCluster");
+}
