@@ -128,9 +128,12 @@ impl KubeHarness {
         let agent = FakeAgent::new(cluster.client());
         let access = AccessLog::default();
         let client = cluster.server().recording_client(NS, &access);
-        let op =
-            ClusterOperator::build(client.clone(), ports(client, &sms, &cm, &agent), settings())
-                .expect("operator");
+        let op = ClusterOperator::build(
+            client.clone(),
+            wrap(ports(client, &sms, &cm, &agent)),
+            settings(),
+        )
+        .expect("operator");
         let api = Api::namespaced(cluster.client(), NS);
         KubeHarness {
             cluster,
