@@ -656,6 +656,33 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_crd_file_shows_columns_a_short_name_and_refuses_what_is_never_valid() {
+        let text = std::fs::read_to_string(workspace_deploy().join("crd.yaml")).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("a CRD");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["mpd".to_owned()]));
+        let version = &crd.spec.versions[0];
+        let columns: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Status", "Leader", "RO", "Ready", "Age"]);
+        let schema = version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
+        assert!(schema.description.as_deref().unwrap_or("").contains("shared storage"));
+        let spec = &schema.properties.as_ref().unwrap()["spec"];
+        let props = spec.properties.as_ref().unwrap();
+        assert_eq!(props["followerNum"].minimum, Some(0.0));
+        let types: Vec<String> = props["dbClusterType"]
+            .enum_
+            .iter()
+            .flatten()
+            .map(|v| v.0.as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(types, ["share", "local"]);
+    }
+
+    #[test]
     fn a_stale_crd_is_reported() {
         let dir = edited("crd.yaml", |t| t.replacen("shortNames:", "shortNamez:", 1));
         assert!(problems_of(dir.path()).contains("is stale"));

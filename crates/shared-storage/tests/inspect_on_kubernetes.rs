@@ -206,6 +206,18 @@ async fn history_on_the_cluster_lists_the_events_in_the_local_columns_and_order(
     }
 }
 
+/// Sets `status.clusterStatus`, as the state machine would.
+async fn set_state(h: &KubeHarness, state: &str) {
+    h.api
+        .patch_status(
+            NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"clusterStatus": state}})),
+        )
+        .await
+        .expect("patch the state");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_annotations() {
     let h = KubeHarness::created(1).await;
@@ -215,6 +227,7 @@ async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_ann
     let cr: MPDCluster = serde_yaml::from_str(&yaml).expect("get prints YAML");
     assert_eq!(cr.status.unwrap().cluster_status, "Running");
 
+    set_state(&h, "Interrupt").await;
     let said = recover(&backend, NAME).await.expect("recover");
     assert!(said.starts_with("default/c1: recovery requested"), "{said}");
     assert_eq!(
@@ -223,6 +236,7 @@ async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_ann
             .as_deref(),
         Some("T")
     );
+    set_state(&h, "RestartCluster").await;
     let said = cancel(&backend, NAME).await.expect("cancel");
     assert!(
         said.starts_with("default/c1: cancellation requested"),
@@ -239,6 +253,27 @@ async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_ann
             .as_deref(),
         Some("T")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_of_a_running_cluster_and_cancel_with_no_flow_running_are_refused_writing_nothing(
+) {
+    let h = KubeHarness::created(1).await;
+    let backend = on_cluster(&h);
+    let err = recover(&backend, NAME).await.expect_err("recover of Running");
+    assert_eq!(
+        err.to_string(),
+        "mpdcluster default/c1 is Running, not Interrupt: there is nothing to recover"
+    );
+    assert_eq!(err.exit_code(), 1);
+    let err = cancel(&backend, NAME).await.expect_err("cancel when idle");
+    assert_eq!(
+        err.to_string(),
+        "mpdcluster default/c1 is Running with no flow running: there is nothing to cancel"
+    );
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(h.annotation(annotations::INTERRUPT_RECOVER).await, None);
+    assert_eq!(h.annotation(annotations::CANCELLED).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

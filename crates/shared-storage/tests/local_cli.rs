@@ -465,6 +465,35 @@ fn cancel_stops_the_flow_and_recover_resumes_it_to_running() {
 }
 
 #[test]
+fn recover_of_a_running_cluster_and_cancel_with_no_flow_running_exit_1_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = example("mpdcluster.yaml");
+    let out = local(dir.path(), &sample, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (verb, reason) in [
+        ("recover", "is Running, not Interrupt: there is nothing to recover"),
+        ("cancel", "is Running with no flow running: there is nothing to cancel"),
+    ] {
+        let out = op(dir.path(), &[verb, "demo"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("mpdcluster default/demo {reason}")),
+            "{verb}: {stderr}"
+        );
+    }
+    let annotations = get(dir.path(), "demo")
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(!annotations.contains_key("cancelled"), "{annotations:?}");
+    assert!(
+        !annotations.contains_key("interrupt.recover"),
+        "{annotations:?}"
+    );
+}
+
+#[test]
 fn several_resources_reconcile_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();

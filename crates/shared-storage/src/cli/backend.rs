@@ -51,6 +51,17 @@ pub enum InspectError {
         /// Its name.
         name: String,
     },
+    /// The command does not fit the resource's state (`recover` of a cluster that is not
+    /// interrupted, `cancel` with no flow running): nothing was written.
+    #[error("mpdcluster {namespace}/{name} {reason}")]
+    Refused {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The API server refused or failed a request.
     #[error("cannot {what}: {message}")]
     Kube {

@@ -212,12 +212,33 @@ async fn annotate(
     Ok(())
 }
 
-/// `recover NAME`: `interrupt.recover=T`.
+/// The stable states: no flow runs in them.
+const STABLE_STATES: [&str; 3] = ["Running", "Interrupt", "Init"];
+
+fn refused(backend: &Backend, name: &str, reason: String) -> InspectError {
+    InspectError::Refused {
+        namespace: backend.namespace().to_owned(),
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+/// `recover NAME`: `interrupt.recover=T`. Refused (nothing written) unless the resource is
+/// `Interrupt`: on any other state the mark would linger and fire at a later interrupt.
 pub async fn recover(
     backend: &Backend,
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
+    let state = backend.object(name).await?.status.unwrap_or_default().cluster_status;
+    if state != "Interrupt" {
+        let state = if state.is_empty() { "new" } else { &state };
+        return Err(refused(
+            backend,
+            name,
+            format!("is {state}, not Interrupt: there is nothing to recover"),
+        ));
+    }
     let done = if backend.is_cluster() {
         "recovery requested; the operator resumes the interrupted flow"
     } else {
@@ -233,12 +254,28 @@ pub async fn recover(
     .await
 }
 
-/// `cancel NAME`: `cancelled=true`.
+/// `cancel NAME`: `cancelled=true`. Refused (nothing written) when no flow runs: the
+/// resource is in a stable state and every run has finished, so the mark would only stop
+/// the next flow.
 pub async fn cancel(
     backend: &Backend,
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
+    let state = backend.object(name).await?.status.unwrap_or_default().cluster_status;
+    let running = backend
+        .runtimes(name)
+        .await?
+        .iter()
+        .any(|stored| !stored.runtime.flow_status.is_finished());
+    if !running && (state.is_empty() || STABLE_STATES.contains(&state.as_str())) {
+        let state = if state.is_empty() { "new" } else { &state };
+        return Err(refused(
+            backend,
+            name,
+            format!("is {state} with no flow running: there is nothing to cancel"),
+        ));
+    }
     annotate(
         backend,
         name,
