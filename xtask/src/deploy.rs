@@ -668,8 +668,18 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(columns, ["Status", "Leader", "RO", "Ready", "Age"]);
-        let schema = version.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
-        assert!(schema.description.as_deref().unwrap_or("").contains("shared storage"));
+        let schema = version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap();
+        assert!(schema
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .contains("shared storage"));
         let spec = &schema.properties.as_ref().unwrap()["spec"];
         let props = spec.properties.as_ref().unwrap();
         assert_eq!(props["followerNum"].minimum, Some(0.0));

@@ -256,11 +256,13 @@ async fn get_recover_and_cancel_on_the_cluster_read_the_object_and_patch_its_ann
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recover_of_a_running_cluster_and_cancel_with_no_flow_running_are_refused_writing_nothing(
-) {
+async fn recover_of_a_running_cluster_and_cancel_with_no_flow_running_are_refused_writing_nothing()
+{
     let h = KubeHarness::created(1).await;
     let backend = on_cluster(&h);
-    let err = recover(&backend, NAME).await.expect_err("recover of Running");
+    let err = recover(&backend, NAME)
+        .await
+        .expect_err("recover of Running");
     assert_eq!(
         err.to_string(),
         "mpdcluster default/c1 is Running, not Interrupt: there is nothing to recover"

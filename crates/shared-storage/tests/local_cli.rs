@@ -471,8 +471,14 @@ fn recover_of_a_running_cluster_and_cancel_with_no_flow_running_exit_1_and_write
     let out = local(dir.path(), &sample, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for (verb, reason) in [
-        ("recover", "is Running, not Interrupt: there is nothing to recover"),
-        ("cancel", "is Running with no flow running: there is nothing to cancel"),
+        (
+            "recover",
+            "is Running, not Interrupt: there is nothing to recover",
+        ),
+        (
+            "cancel",
+            "is Running with no flow running: there is nothing to cancel",
+        ),
     ] {
         let out = op(dir.path(), &[verb, "demo"]);
         assert_eq!(out.status.code(), Some(1), "{verb}: {}", text(&out));

@@ -230,7 +230,12 @@ pub async fn recover(
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
-    let state = backend.object(name).await?.status.unwrap_or_default().cluster_status;
+    let state = backend
+        .object(name)
+        .await?
+        .status
+        .unwrap_or_default()
+        .cluster_status;
     if state != "Interrupt" {
         let state = if state.is_empty() { "new" } else { &state };
         return Err(refused(
@@ -262,7 +267,12 @@ pub async fn cancel(
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
-    let state = backend.object(name).await?.status.unwrap_or_default().cluster_status;
+    let state = backend
+        .object(name)
+        .await?
+        .status
+        .unwrap_or_default()
+        .cluster_status;
     let running = backend
         .runtimes(name)
         .await?
