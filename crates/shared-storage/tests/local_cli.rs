@@ -184,6 +184,70 @@ fn killed_mid_flow_the_next_run_completes_each_step_exactly_once_and_shows_a_res
     assert_eq!(row[column], "1", "{table}");
 }
 
+#[test]
+fn killed_in_the_last_save_twenty_times_one_rerun_completes_the_run_with_every_transition_once() {
+    let sample = example("mpdcluster.yaml");
+    for trial in 0..20u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin())
+            .args(["local", sample.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // The last step's `completed` line is printed after its save; the run's own
+        // `completed` save comes next. Kill there, a little later each trial.
+        let mut completed = 0;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 3 && fields[2] != "-" && fields[3] == "completed" {
+                completed += 1;
+                if completed == CREATE_STEPS.len() {
+                    std::thread::sleep(std::time::Duration::from_micros(u64::from(trial) * 150));
+                    break;
+                }
+            }
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+
+        let out = local(dir.path(), &sample, &[]);
+        assert_eq!(out.status.code(), Some(0), "trial {trial}: {}", text(&out));
+        let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
+        let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+        assert_eq!(runs.len(), 1, "trial {trial}: one run: {runs:#?}");
+        assert_eq!(runs[0]["status"], "completed", "trial {trial}: {runs:#?}");
+        let events = history(dir.path(), "demo");
+        let count = |kind: &str, step: &str| {
+            events
+                .iter()
+                .filter(|e| e["type"] == kind && e["step_name"] == step)
+                .count()
+        };
+        assert_eq!(count("WorkFlowStart", ""), 1, "trial {trial}: {events:#?}");
+        assert_eq!(
+            count("WorkFlowCompleted", ""),
+            1,
+            "trial {trial}: {events:#?}"
+        );
+        for step in CREATE_STEPS {
+            assert_eq!(
+                count("StepInited", step),
+                1,
+                "trial {trial} {step}: {events:#?}"
+            );
+            assert_eq!(
+                count("StepCompleted", step),
+                1,
+                "trial {trial} {step}: {events:#?}"
+            );
+        }
+    }
+}
+
 fn apply_change(state: &Path, file: &Path) -> MPDCluster {
     let out = local(state, file, &[]);
     assert_eq!(
@@ -280,6 +344,93 @@ fn switch_rw_file_makes_the_named_ro_the_leader() {
     std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
     let switched = apply_change(dir.path(), &file);
     assert_eq!(switched.status.unwrap().leader_instance_id, target);
+}
+
+#[test]
+fn a_restart_and_a_switchover_applied_together_both_run_and_both_requests_are_consumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
+    let target = base
+        .status
+        .as_ref()
+        .unwrap()
+        .db_instance_status
+        .values()
+        .find(|i| i.ins_type == "ro")
+        .unwrap()
+        .ins_id
+        .clone();
+    let template = std::fs::read_to_string(example("restart.yaml")).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&template).unwrap();
+    doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.clone());
+    let file = dir.path().join("restart-and-switch.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let after = apply_change(dir.path(), &file);
+    assert_eq!(
+        after.status.unwrap().leader_instance_id,
+        target,
+        "the switchover ran too"
+    );
+    let annotations = after.metadata.annotations.unwrap_or_default();
+    for key in ["restartCluster", "switchRw"] {
+        assert!(
+            !annotations.contains_key(key),
+            "{key} left: {annotations:?}"
+        );
+    }
+    let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+    let flows: Vec<&str> = runs.iter().filter_map(|r| r["flow"].as_str()).collect();
+    assert_eq!(
+        flows,
+        [
+            "CreateSharedStorageCluster",
+            "SharedStorageClusterRestartCluster",
+            "SharedStorageClusterSwitchRw"
+        ],
+        "in the order of the translations"
+    );
+}
+
+#[test]
+fn killed_after_modify_class_cleaned_up_rerunning_the_same_file_starts_no_new_run() {
+    let dir = tempfile::tempdir().unwrap();
+    apply_change(dir.path(), &example("mpdcluster.yaml"));
+    let change = example("modify-class.yaml");
+    let mut child = Command::new(bin())
+        .args(["local", change.to_str().unwrap(), "--state-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut cleaned = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 3 && fields[2] == "CleanModifyClassTempMeta" && fields[3] == "completed" {
+            cleaned = true;
+            break;
+        }
+    }
+    assert!(cleaned, "the cleanup step completed before the kill");
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let out = local(dir.path(), &change, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let runs = op(dir.path(), &["workflows", "demo", "--output", "json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+    let modify: Vec<&serde_json::Value> = runs
+        .iter()
+        .filter(|r| r["flow"] == "SharedStorageClusterModifyClass")
+        .collect();
+    assert_eq!(modify.len(), 1, "one ModifyClass run: {runs:#?}");
+    assert_eq!(modify[0]["status"], "completed");
+    let cr = get(dir.path(), "demo");
+    assert_eq!(cr.spec.class_info.class_name, "polar.o.x4.large");
+    assert_eq!(cr.spec.class_info_modify_to.class_name, "");
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -152,6 +152,11 @@ impl<R: StateResource> ResourceWorkflow<R> {
             return Ok(RunOutcome::AlreadyFinished);
         }
         let inner = self.manager.inner.clone();
+        if inner.take_up(&self.key, seq) {
+            // Saved by an earlier process, which may have stopped before the hooks of its
+            // last transition ran.
+            self.replay_last_transition(seq, &rt).await;
+        }
         let Some(flow) = inner.catalog.get(&rt.flow_name).cloned() else {
             tracing::warn!("the run's flow no longer exists; marking it completed");
             rt.flow_status = FlowStatus::Completed;

@@ -29,6 +29,32 @@ pub(crate) struct ManagerInner<R: StateResource> {
     /// Set while the operator shuts down or loses leadership: runs park at the next step
     /// boundary.
     pub(crate) draining: AtomicBool,
+    /// The runs this process has created or taken up, so the first take-up of a stored run
+    /// replays its last transition's hooks (an earlier process may have stopped before
+    /// they ran) and later ones do not.
+    /// Per resource, the newest [`TAKEN_UP_KEPT`] sequence numbers.
+    pub(crate) taken_up:
+        std::sync::Mutex<std::collections::HashMap<ResourceKey, std::collections::BTreeSet<u64>>>,
+}
+
+/// How many runs per resource [`ManagerInner::take_up`] remembers: older ones are long
+/// finished; taking one up again replays once more, which the hooks drop as a duplicate.
+const TAKEN_UP_KEPT: usize = 8;
+
+impl<R: StateResource> ManagerInner<R> {
+    /// Records that this process holds run `seq` of `key`; `true` the first time.
+    pub(crate) fn take_up(&self, key: &ResourceKey, seq: u64) -> bool {
+        let mut taken = self
+            .taken_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seqs = taken.entry(key.clone()).or_default();
+        let first = seqs.insert(seq);
+        while seqs.len() > TAKEN_UP_KEPT {
+            seqs.pop_first();
+        }
+        first
+    }
 }
 
 /// Runs flows for one resource type. Cheap to clone (shared inside).
@@ -201,6 +227,7 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
                 config: self.config,
                 cancels: CancelRegistry::default(),
                 draining: AtomicBool::new(false),
+                taken_up: std::sync::Mutex::default(),
             }),
         })
     }
@@ -281,6 +308,11 @@ impl<R: StateResource> WorkflowManager<R> {
     /// resource. Persisted runs are not touched.
     pub fn forget(&self, key: &ResourceKey) {
         self.inner.storage.forget(key);
+        self.inner
+            .taken_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
     }
 
     /// Cancels the flow running for `key` at once (e.g. from a watch event); returns whether
@@ -315,6 +347,16 @@ impl<R: StateResource> WorkflowManager<R> {
     /// returned. `None` when recovery does not apply. A failed write is an error.
     pub async fn check_recovery(&self, resource: &R) -> Result<Option<State>, Error> {
         self.recover_fresh(&resource.fetch().await?).await
+    }
+
+    /// In a stable state, finishes what a stopped process left
+    /// ([semantics §6](../../../docs/SEMANTICS.md#6-runs-statuses-and-saves)): the runs
+    /// whose steps all completed but whose own completion was never saved are saved
+    /// `completed`, and the newest finished run's last hooks are replayed once per process
+    /// (it may have stopped between that save and its hooks). Returns the runs closed.
+    pub(crate) async fn close_finished_runs(&self, fresh: &R) -> Result<Vec<u64>, Error> {
+        let mut workflow = self.resource_workflow(fresh).await?;
+        workflow.close_finished_runs().await
     }
 
     /// [`WorkflowManager::check_recovery`] on a copy just read.

@@ -246,6 +246,11 @@ impl<R: StateResource> StateMachine<R> {
         if let Some(state) = manager.recover_fresh(&fresh).await? {
             return Ok(Reconciled::Recovered { state });
         }
+        if self.stable.contains(&fresh.state().effective()) {
+            // A run left uncompleted with every step done (a step moved the resource to a
+            // stable state, then the process stopped before the run's own save).
+            manager.close_finished_runs(&fresh).await?;
+        }
         self.enter_fresh(fresh).await
     }
 

@@ -172,6 +172,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
         }
         let runtime = WorkflowRuntime::new(&meta, context, Utc::now());
         self.caretaker.save(seq, &runtime).await?;
+        inner.take_up(&self.key, seq);
         self.hook(HookPoint::WfInit, seq, &runtime, None, None)
             .await;
         tracing::info!(resource = %self.key, flow, seq, "flow started");
@@ -409,6 +410,102 @@ impl<R: StateResource> ResourceWorkflow<R> {
         Err(error)
     }
 
+    /// See [`crate::WorkflowManager`]'s `close_finished_runs`: every uncompleted run whose
+    /// steps all completed is saved `completed`, its last step's hooks replayed when this
+    /// process had not delivered them, then `WfCompleted` hooked (as a replay: it is late).
+    pub async fn close_finished_runs(&mut self) -> Result<Vec<u64>, Error> {
+        let mut closed = Vec::new();
+        for stored in self.caretaker.uncompleted()? {
+            let all_done = stored
+                .runtime
+                .running_steps
+                .iter()
+                .all(|s| s.step_status == StepStatus::Completed);
+            if !all_done {
+                continue;
+            }
+            let (seq, mut runtime) = (stored.seq, stored.runtime);
+            if self.manager.inner.take_up(&self.key, seq) {
+                self.replay_last_transition(seq, &runtime).await;
+            }
+            runtime.flow_status = FlowStatus::Completed;
+            runtime.complete_time = runtime
+                .running_steps
+                .iter()
+                .filter_map(|s| s.last_step_complete_time)
+                .max()
+                .or_else(|| Some(Utc::now()));
+            runtime.error_message.clear();
+            self.caretaker.save_header(seq, &runtime).await?;
+            self.hook_as(HookPoint::WfCompleted, seq, &runtime, None, None, true)
+                .await;
+            tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq, "closed a run whose steps had all completed but whose completion was not saved (the process stopped in between)");
+            closed.push(seq);
+        }
+        if let Some(newest) = self.caretaker.runtimes()?.pop() {
+            if newest.runtime.flow_status.is_finished()
+                && self.manager.inner.take_up(&self.key, newest.seq)
+            {
+                self.replay_end(newest.seq, &newest.runtime).await;
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Replays the hooks that end a finished run: `WfCompleted`, or the failed step's
+    /// `StepCompleted` and `WfInterrupt`.
+    async fn replay_end(&self, seq: u64, runtime: &WorkflowRuntime) {
+        match runtime.flow_status {
+            FlowStatus::Completed => {
+                self.hook_as(HookPoint::WfCompleted, seq, runtime, None, None, true)
+                    .await;
+            }
+            FlowStatus::FailedAndCompleted => {
+                let failed = runtime
+                    .running_steps
+                    .iter()
+                    .position(|s| s.step_status == StepStatus::Failed);
+                // A run closed without an interrupt (superseded, abandoned) had no hooks.
+                let Some(pos) = failed else { return };
+                let error = runtime.error_message.as_str();
+                self.hook_as(
+                    HookPoint::StepCompleted,
+                    seq,
+                    runtime,
+                    Some(pos),
+                    Some(error),
+                    true,
+                )
+                .await;
+                self.hook_as(
+                    HookPoint::WfInterrupt,
+                    seq,
+                    runtime,
+                    Some(pos),
+                    Some(error),
+                    true,
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Delivers again the hooks of the last transition saved in `runtime`, marked as a
+    /// replay: the process that saved it may have stopped before they ran. Hooks that must
+    /// see each transition once drop a replay they already have.
+    pub(crate) async fn replay_last_transition(&self, seq: u64, runtime: &WorkflowRuntime) {
+        let Some((point, step)) = last_transition(runtime) else {
+            return;
+        };
+        let error = step
+            .and_then(|i| runtime.running_steps.get(i))
+            .filter(|s| s.step_status == StepStatus::Failed)
+            .and_then(|s| s.last_error.clone());
+        self.hook_as(point, seq, runtime, step, error.as_deref(), true)
+            .await;
+    }
+
     /// Closes an uncompleted run that must never be resumed: `failedAndCompleted`, with
     /// `reason` as its error.
     async fn close(&mut self, old: StoredRuntime, reason: String) -> Result<(), Error> {
@@ -429,6 +526,19 @@ impl<R: StateResource> ResourceWorkflow<R> {
         step: Option<usize>,
         error: Option<&str>,
     ) {
+        self.hook_as(point, seq, runtime, step, error, false).await;
+    }
+
+    /// Calls the hooks of `point`, marking the event a replay or not.
+    pub(crate) async fn hook_as(
+        &self,
+        point: HookPoint,
+        seq: u64,
+        runtime: &WorkflowRuntime,
+        step: Option<usize>,
+        error: Option<&str>,
+        replayed: bool,
+    ) {
         let inner = &self.manager.inner;
         if inner.hooks.0.is_empty() {
             return;
@@ -440,7 +550,39 @@ impl<R: StateResource> ResourceWorkflow<R> {
             runtime,
             step,
             error,
+            replayed,
         };
         inner.hooks.call(point, &event).await;
     }
+}
+
+/// The hook point and step of the last transition saved in an unfinished `runtime`: the
+/// step record touched last (its start for an `inited` step, its end otherwise), or the
+/// run's creation when no step started.
+fn last_transition(runtime: &WorkflowRuntime) -> Option<(HookPoint, Option<usize>)> {
+    if runtime.flow_status.is_finished() {
+        return None;
+    }
+    let touched = |s: &crate::StepRuntime| match s.step_status {
+        StepStatus::Prepared => None,
+        StepStatus::Inited => s.step_start_time,
+        _ => s.last_step_complete_time.or(s.step_start_time),
+    };
+    let last = runtime
+        .running_steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| touched(s).map(|t| (t, i)))
+        .max_by_key(|(t, i)| (*t, *i));
+    Some(match last {
+        None => (HookPoint::WfInit, None),
+        Some((_, i)) => {
+            let point = match runtime.running_steps[i].step_status {
+                StepStatus::Inited => HookPoint::StepInit,
+                StepStatus::Waiting => HookPoint::StepWaiting,
+                _ => HookPoint::StepCompleted,
+            };
+            (point, Some(i))
+        }
+    })
 }

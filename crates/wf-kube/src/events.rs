@@ -300,6 +300,7 @@ mod tests {
             runtime: rt,
             step,
             error,
+            replayed: false,
         }
     }
 

@@ -263,7 +263,10 @@ impl WorkflowMetrics {
 #[async_trait]
 impl TransitionHook for WorkflowMetrics {
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
-        self.record(event, transition);
+        // A replay was counted by the process that saved it, or lost with its counters.
+        if !event.replayed {
+            self.record(event, transition);
+        }
     }
 }
 
@@ -359,6 +362,7 @@ mod tests {
             runtime: rt,
             step,
             error,
+            replayed: false,
         }
     }
 

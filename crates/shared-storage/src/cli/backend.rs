@@ -406,5 +406,6 @@ fn history_event(
         retry,
         resumes: 0,
         error,
+        replayed: false,
     })
 }

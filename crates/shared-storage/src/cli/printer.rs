@@ -117,6 +117,11 @@ impl TransitionPrinter {
 #[async_trait]
 impl TransitionHook for TransitionPrinter {
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+        // A replayed step line repeats what an earlier process printed; a replayed flow
+        // completion is news (that process stopped before it).
+        if event.replayed && transition != Transition::FlowCompleted {
+            return;
+        }
         let status = match transition {
             Transition::FlowStarted => "started",
             Transition::StepStarted => "running",

@@ -49,6 +49,35 @@ pub const CLEANUP_SET: [&str; 14] = [
     INTERRUPT_PREVIOUS_STATUS,
 ];
 
+/// What every cleanup removes, whichever flow it ends: the bookkeeping of a run, not a
+/// request.
+pub const RUN_BOOKKEEPING: [&str; 5] = [
+    TEMP_RO_IDS,
+    INTERRUPT_RECOVER,
+    INTERRUPT_REASON,
+    INTERRUPT_MESSAGE,
+    INTERRUPT_PREVIOUS_STATUS,
+];
+
+/// The request annotations the flow `flow` serves, which its cleanup step
+/// (`CleanAllTempMeta`) removes with the [`RUN_BOOKKEEPING`]: only those, so a request
+/// applied together with it (a switchover beside a restart) stays and runs next (weakness
+/// 27). `None` for a flow that serves every request at once (a full rebuild) or that this
+/// table does not know: its cleanup removes the whole [`CLEANUP_SET`].
+pub fn served_by(flow: &str) -> Option<&'static [&'static str]> {
+    Some(match flow {
+        "SharedStorageClusterRestartCluster" => &[RESTART_CLUSTER],
+        "SharedStorageClusterRestartIns" => &[RESTART_INS],
+        "SharedStorageClusterFlushParams" => &[FLUSH_PARAMS, FLUSH_PARAMS_RESTART_CLUSTER],
+        "SharedStorageClusterSwitchRw" => &[SWITCH_RW],
+        "SharedStorageClusterMigrateRo" | "SharedStorageClusterMigrateRw" => &[MIGRATE],
+        "SharedStorageClusterRemoveRo" => &[REMOVE_INS],
+        "ExtendStorageSharedStorageCluster" => &[EXTEND_STORAGE],
+        "SharedStorageClusterAddRo" | "SharedStorageClusterRebuildRo" => &[],
+        _ => return None,
+    })
+}
+
 /// Whether an annotation value means "yes": `1`, `T` or `true`.
 pub fn is_true(value: Option<&str>) -> bool {
     matches!(value, Some("1" | "T" | "true"))

@@ -1,6 +1,5 @@
 //! A. The MPDCluster objects as JSON files: `<dir>/<namespace>/<name>.json`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::atomic::{remove_durably, write_atomically};
+use super::last_applied;
 use super::LocalError;
 use crate::crd::MPDCluster;
 use crate::ports::{ClusterStore, PortError};
@@ -91,21 +91,30 @@ impl FileClusterStore {
         Ok(self.dir.join(namespace).join(format!("{name}.json")))
     }
 
-    /// Creates the object, or replaces its spec and merges the document's annotations and
-    /// labels into the stored ones (keeping the others, e.g. those the operator wrote),
-    /// keeping the status and finalizers. The document's status and other metadata are
-    /// ignored; a missing namespace is `default`.
+    /// Creates the object, or applies the document to it as `kubectl apply` does
+    /// ([`last_applied`](super::last_applied)): only what changed in the document since the
+    /// previous apply is written, so a request the operator already served and cleared is
+    /// not asked again by an unchanged file. The status, finalizers and the annotations the
+    /// operator wrote are kept; the document's status and other metadata are ignored; a
+    /// missing namespace is `default`.
     pub fn apply(&self, doc: &MPDCluster) -> Result<ApplyOutcome, LocalError> {
         let name = doc.metadata.name.clone().unwrap_or_default();
         let namespace = namespace_of(doc);
         let path = self.path_of(&namespace, &name)?;
         let _guard = self.guard();
+        let invalid = |e: serde_json::Error| LocalError::Invalid {
+            path: path.clone(),
+            field: "metadata.annotations".to_string(),
+            message: format!("cannot record the applied configuration: {e}"),
+        };
         let Some(stored) = read_file(&path)? else {
             let mut cluster = MPDCluster::new(&name, doc.spec.clone());
             let meta = &mut cluster.metadata;
             meta.namespace = Some(namespace);
             meta.labels = doc.metadata.labels.clone().filter(|m| !m.is_empty());
             meta.annotations = doc.metadata.annotations.clone().filter(|m| !m.is_empty());
+            let mut cluster = last_applied::three_way(&cluster, None, doc).map_err(invalid)?;
+            let meta = &mut cluster.metadata;
             meta.uid = Some(new_uid());
             meta.creation_timestamp = Some(Time(Timestamp::now()));
             meta.generation = Some(1);
@@ -113,10 +122,14 @@ impl FileClusterStore {
             write_file(&path, &cluster)?;
             return Ok(ApplyOutcome::Created);
         };
-        let mut next = stored.clone();
-        next.spec = doc.spec.clone();
-        merge(&mut next.metadata.annotations, &doc.metadata.annotations);
-        merge(&mut next.metadata.labels, &doc.metadata.labels);
+        let last = last_applied::recorded(&stored);
+        let mut next = last_applied::three_way(&stored, last.as_ref(), doc).map_err(invalid)?;
+        // Only what `apply` owns comes from the merge.
+        next.status = stored.status.clone();
+        let mut meta = stored.metadata.clone();
+        meta.labels = next.metadata.labels.take();
+        meta.annotations = next.metadata.annotations.take();
+        next.metadata = meta;
         let spec_changed = next.spec != stored.spec;
         if !spec_changed
             && next.metadata.annotations == stored.metadata.annotations
@@ -309,14 +322,6 @@ fn not_found(namespace: &str, name: &str) -> LocalError {
     }
 }
 
-/// Merges `from` into `into` (entries of `from` win); an empty result stays `None`.
-fn merge(into: &mut Option<BTreeMap<String, String>>, from: &Option<BTreeMap<String, String>>) {
-    if let Some(from) = from.as_ref().filter(|m| !m.is_empty()) {
-        into.get_or_insert_default()
-            .extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-}
-
 /// The stored resourceVersion plus one.
 fn next_resource_version(path: &Path, stored: &MPDCluster) -> Result<String, LocalError> {
     let rv = stored.metadata.resource_version.as_deref().unwrap_or("0");
@@ -383,6 +388,8 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::crd::{MPDClusterSpec, MPDClusterStatus, FINALIZER};
 

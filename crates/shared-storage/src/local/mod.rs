@@ -9,6 +9,8 @@
 //!   ([`Simulation::persistent`](crate::ports::sim::Simulation::persistent));
 //! - `mementos/`, `history/`: for the workflow engine.
 //!
+//! `local` applies a document with `kubectl apply`'s three-way merge ([`last_applied`]).
+//!
 //! Every file is replaced atomically (temp file, fsync, rename, fsync of the directory).
 
 pub(crate) mod atomic;
@@ -16,6 +18,7 @@ mod backend;
 mod cluster_files;
 mod documents;
 mod error;
+pub mod last_applied;
 mod state_dir;
 
 pub use backend::LocalBackend;

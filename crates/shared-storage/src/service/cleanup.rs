@@ -49,14 +49,28 @@ fn clear_satisfied_targets(cr: &mut MPDCluster, apply: ApplyTarget) {
 }
 
 impl SharedStorageService {
-    /// CleanAllTempMeta / CleanOldTempMeta: removes the cleanup set of annotations (keeping
-    /// `forceRebuild` when asked) and clears spec targets already in effect. One write, none
-    /// when nothing changes.
-    pub async fn clean_temp_meta(&self, cluster: &ClusterRef, keep_force_rebuild: bool) -> Outcome {
+    /// CleanAllTempMeta / CleanOldTempMeta: removes the run's bookkeeping and the requests
+    /// in `served` (the flow's own, [`annotations::served_by`]; `None`: the whole cleanup
+    /// set, keeping `forceRebuild` when asked), and clears spec targets already in effect.
+    /// One write, none when nothing changes.
+    pub async fn clean_temp_meta(
+        &self,
+        cluster: &ClusterRef,
+        keep_force_rebuild: bool,
+        served: Option<&[&str]>,
+    ) -> Outcome {
         self.modify(cluster, |cr| {
             let mut out = cr.clone();
             if let Some(map) = out.metadata.annotations.as_mut() {
-                for key in annotations::CLEANUP_SET {
+                let removed: Vec<&str> = match served {
+                    Some(served) => annotations::RUN_BOOKKEEPING
+                        .iter()
+                        .chain(served)
+                        .copied()
+                        .collect(),
+                    None => annotations::CLEANUP_SET.to_vec(),
+                };
+                for key in removed {
                     if !(keep_force_rebuild && key == annotations::FORCE_REBUILD) {
                         map.remove(key);
                     }

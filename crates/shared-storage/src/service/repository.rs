@@ -18,9 +18,17 @@ pub struct Loaded {
     pub model: SharedStorageCluster,
     /// The markers of the run the step belongs to.
     pub markers: super::RunMarkers,
+    /// The flow the step runs in (empty outside a flow).
+    pub flow: String,
 }
 
 impl Loaded {
+    /// Records the flow the step runs in.
+    pub fn in_flow(mut self, flow: &str) -> Self {
+        self.flow = flow.to_owned();
+        self
+    }
+
     /// Scopes the progress markers to run `seq`.
     pub fn for_run(mut self, seq: u64) -> Self {
         self.markers = super::RunMarkers::load(&self.cr, seq);
@@ -48,7 +56,12 @@ impl SharedStorageService {
             .await?;
         let model = mapping::load(&cr, mode)?;
         let markers = super::RunMarkers::load(&cr, 0);
-        Ok(Loaded { cr, model, markers })
+        Ok(Loaded {
+            cr,
+            model,
+            markers,
+            flow: String::new(),
+        })
     }
 
     /// Applies `change` to a fresh copy of the object and writes it (spec and metadata, then

@@ -15,11 +15,18 @@ pub(super) const STEPS: &[(&str, StepFn)] = &[
 ];
 
 fn clean_all_temp_meta<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> StepFuture<'a> {
-    Box::pin(async move { svc.clean_temp_meta(&cluster_ref(&c.model), false).await })
+    Box::pin(async move {
+        let served = crate::crd::annotations::served_by(&c.flow);
+        svc.clean_temp_meta(&cluster_ref(&c.model), false, served)
+            .await
+    })
 }
 
 fn clean_old_temp_meta<'a>(svc: &'a SharedStorageService, c: &'a mut Loaded) -> StepFuture<'a> {
-    Box::pin(async move { svc.clean_temp_meta(&cluster_ref(&c.model), true).await })
+    Box::pin(async move {
+        svc.clean_temp_meta(&cluster_ref(&c.model), true, None)
+            .await
+    })
 }
 
 fn clean_modify_class_temp_meta<'a>(

@@ -98,7 +98,8 @@ impl wf_engine::Step for ServiceStep {
                 .load(&cluster, mode)
                 .await
                 .map_err(step_error)?
-                .for_run(ctx.run_seq()),
+                .for_run(ctx.run_seq())
+                .in_flow(ctx.flow_name()),
         );
         Ok(())
     }

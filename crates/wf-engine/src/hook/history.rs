@@ -64,6 +64,33 @@ pub struct HistoryEvent {
     pub resumes: u32,
     /// The error, if any.
     pub error: String,
+    /// Written by a new process for a transition an earlier one saved but may not have
+    /// recorded (it stopped between the save and its hooks); left out when false. A replay
+    /// of an event the file already has is not written.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+impl HistoryEvent {
+    /// Whether `other` records the same transition: everything but `replayed` equal, the
+    /// times to the millisecond (what a memento keeps of them).
+    pub fn same_transition(&self, other: &HistoryEvent) -> bool {
+        fn millis(t: Option<DateTime<Utc>>) -> Option<i64> {
+            t.map(|t| t.timestamp_millis())
+        }
+        let same_times = millis(self.start_time) == millis(other.start_time)
+            && millis(self.end_time) == millis(other.end_time);
+        let mut other = other.clone();
+        other.replayed = self.replayed;
+        other.start_time = self.start_time;
+        other.end_time = self.end_time;
+        same_times && *self == other
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
@@ -205,7 +232,35 @@ impl HistoryRecorder {
             retry,
             resumes,
             error: event.error.unwrap_or_default().to_owned(),
+            replayed: event.replayed,
         }
+    }
+
+    /// How much of the end of the file a replay is looked up in.
+    const REPLAY_WINDOW: u64 = 1024 * 1024;
+
+    /// Whether the last [`Self::REPLAY_WINDOW`] bytes of the file hold `line`'s transition.
+    fn already_has(&self, line: &HistoryEvent) -> std::io::Result<bool> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        let from = len.saturating_sub(Self::REPLAY_WINDOW);
+        file.seek(SeekFrom::Start(from))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes);
+        // A window that starts inside a line skips that partial line.
+        let mut lines = text.lines();
+        if from > 0 {
+            lines.next();
+        }
+        Ok(lines
+            .filter_map(|l| serde_json::from_str::<HistoryEvent>(l).ok())
+            .any(|stored| stored.same_transition(line)))
     }
 
     fn append(&self, line: &HistoryEvent) -> std::io::Result<()> {
@@ -226,7 +281,17 @@ impl HistoryRecorder {
     }
 
     fn record(&self, event: &HookEvent<'_>, event_type: HistoryEventType) {
-        if let Err(err) = self.append(&Self::event_line(event, event_type)) {
+        let line = Self::event_line(event, event_type);
+        if event.replayed {
+            match self.already_has(&line) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(path = %self.path.display(), %err, "cannot read workflow history to check a replay; writing it");
+                }
+            }
+        }
+        if let Err(err) = self.append(&line) {
             tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
         }
     }
@@ -290,11 +355,13 @@ mod tests {
             runtime: &rt,
             step: Some(0),
             error: Some("boom"),
+            replayed: false,
         };
         recorder
             .on_wf_init(&HookEvent {
                 step: None,
                 error: None,
+                replayed: false,
                 ..event
             })
             .await;
@@ -330,6 +397,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replay_the_file_has_is_dropped_and_one_it_lacks_is_written_marked_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = HistoryRecorder::new(dir.path(), "shared");
+        let key = ResourceKey::new("ns", "c1");
+        let mut rt = runtime();
+        // Saved with nanoseconds in memory; a memento keeps milliseconds.
+        rt.running_steps[0].last_step_complete_time = DateTime::from_timestamp(2, 123_456_789);
+        let event = HookEvent {
+            resource_type: "shared",
+            resource: &key,
+            seq: 1,
+            runtime: &rt,
+            step: Some(0),
+            error: Some("boom"),
+            replayed: false,
+        };
+        recorder.on_step_completed(&event).await;
+        let mut reloaded = rt.clone();
+        reloaded.running_steps[0].last_step_complete_time =
+            DateTime::from_timestamp(2, 123_000_000);
+        let replay = HookEvent {
+            runtime: &reloaded,
+            replayed: true,
+            ..event
+        };
+        recorder.on_step_completed(&replay).await;
+        let events = read_history(recorder.path()).unwrap();
+        assert_eq!(
+            events.len(),
+            1,
+            "the replay of a recorded transition is dropped"
+        );
+        assert!(!events[0].replayed);
+
+        recorder
+            .on_wf_completed(&HookEvent {
+                step: None,
+                error: None,
+                ..replay
+            })
+            .await;
+        let events = read_history(recorder.path()).unwrap();
+        assert_eq!(events.len(), 2, "a replay the file lacks is written");
+        assert_eq!(events[1].event_type, HistoryEventType::WorkFlowCompleted);
+        assert!(events[1].replayed, "and marked as a replay");
+        let raw = std::fs::read_to_string(recorder.path()).unwrap();
+        assert!(
+            !raw.lines().next().unwrap().contains("replayed"),
+            "false is left out"
+        );
+    }
+
+    #[tokio::test]
     async fn history_file_is_rotated_past_its_size_limit() {
         let dir = tempfile::tempdir().unwrap();
         let recorder = HistoryRecorder::new(dir.path(), "shared").max_bytes(200);
@@ -342,6 +462,7 @@ mod tests {
             runtime: &rt,
             step: None,
             error: None,
+            replayed: false,
         };
         for _ in 0..5 {
             recorder.on_wf_init(&event).await;

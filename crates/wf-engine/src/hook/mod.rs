@@ -27,6 +27,11 @@ pub struct HookEvent<'a> {
     pub step: Option<usize>,
     /// The error, for a failed step or an interrupt.
     pub error: Option<&'a str>,
+    /// A replay: the transition was saved by a process that stopped before its hooks ran
+    /// (or may have), and is delivered again when a new process takes the run up. A hook
+    /// that must see each transition once drops a replay it already has (the history
+    /// recorder does); counters should skip replays.
+    pub replayed: bool,
 }
 
 impl HookEvent<'_> {

@@ -125,6 +125,8 @@ pub struct Call {
     pub point: &'static str,
     pub step: String,
     pub flow_status: FlowStatus,
+    /// The event was a replay of a transition an earlier process saved.
+    pub replayed: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -141,6 +143,7 @@ impl RecordingHook {
                 .map(|s| s.step_name.clone())
                 .unwrap_or_default(),
             flow_status: event.runtime.flow_status,
+            replayed: event.replayed,
         });
     }
 
@@ -150,10 +153,15 @@ impl RecordingHook {
             .unwrap()
             .iter()
             .map(|c| {
-                if c.step.is_empty() {
+                let point = if c.step.is_empty() {
                     c.point.to_string()
                 } else {
                     format!("{}:{}", c.point, c.step)
+                };
+                if c.replayed {
+                    format!("{point} (replayed)")
+                } else {
+                    point
                 }
             })
             .collect()
