@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use shared_storage::crd::MPDCluster;
 
@@ -833,4 +834,116 @@ fn inspection_with_a_kubeconfig_reads_the_cluster_and_a_missing_file_exits_1_nam
         "{stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+/// Starts `local` with 200 ms simulated calls on the sample, waits for the first completed
+/// step, sends `signal` (`INT`, `TERM`) and returns the exit code, how long the drain took
+/// and the output after the signal.
+fn signal_mid_flow(state: &Path, watch: bool, signal: &str) -> (Option<i32>, Duration, String) {
+    let sample = example("mpdcluster.yaml");
+    let mut args = vec!["local", sample.to_str().unwrap(), "--sim-latency", "200ms"];
+    if watch {
+        args.push("--watch");
+    }
+    let mut child = Command::new(bin())
+        .args(&args)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 3 && fields[2] != "-" && fields[3] == "completed" {
+            break;
+        }
+    }
+    let started = Instant::now();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let limit = Duration::from_secs(15);
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    while child.try_wait().unwrap().is_none() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    child.kill().ok();
+    let status = child.wait().unwrap();
+    (status.code(), took, rest.join().unwrap().join("\n"))
+}
+
+/// After a drained stop: no step is left half-run, and the next `local` ends `Running`
+/// with every step of the create flow completed once and no resume (nothing was cut short).
+fn assert_drained_then_resumed(state: &Path) {
+    let out = op(state, &["status", "demo", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flow = &status["running_flow"];
+    assert_eq!(flow["flow"], "CreateSharedStorageCluster", "{status:#}");
+    assert_ne!(
+        flow["step_status"], "running",
+        "a step left half-run: {status:#}"
+    );
+    // Every step started reached a saved transition (completed, waiting or failed).
+    let events = history(state, "demo");
+    for (i, event) in events.iter().enumerate() {
+        if event["type"] == "StepInited" {
+            assert!(
+                events[i + 1..]
+                    .iter()
+                    .any(|later| later["step_name"] == event["step_name"]
+                        && ["StepCompleted", "StepWaiting", "StepError"]
+                            .contains(&later["type"].as_str().unwrap_or_default())),
+                "{} left half-run: {events:#?}",
+                event["step_name"]
+            );
+        }
+    }
+
+    let out = local(state, &example("mpdcluster.yaml"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let events = history(state, "demo");
+    for step in CREATE_STEPS {
+        let done = events
+            .iter()
+            .filter(|e| e["step_name"] == step && e["type"] == "StepCompleted")
+            .count();
+        assert_eq!(done, 1, "{step} completed {done} times: {events:#?}");
+    }
+    let runs = op(state, &["workflows", "demo", "--output", "json"]);
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&runs.stdout).unwrap();
+    let create = runs
+        .iter()
+        .find(|r| r["flow"] == "CreateSharedStorageCluster")
+        .expect("the create run");
+    assert_eq!(create["status"], "completed", "{create:#}");
+    assert_eq!(
+        create["resumes"], 0,
+        "a drained stop is no resume: {create:#}"
+    );
+    assert_eq!(create["step_retries"], 0, "{create:#}");
+}
+
+#[test]
+fn ctrl_c_in_local_watch_while_a_flow_runs_saves_the_step_exits_130_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, took, rest) = signal_mid_flow(dir.path(), true, "INT");
+    assert_eq!(code, Some(130), "after {took:?}: {rest}");
+    assert!(rest.contains("stopped by SIGINT"), "{rest}");
+    assert_drained_then_resumed(dir.path());
+}
+
+#[test]
+fn sigterm_in_local_while_a_flow_runs_saves_the_step_exits_143_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, took, rest) = signal_mid_flow(dir.path(), false, "TERM");
+    assert_eq!(code, Some(143), "after {took:?}: {rest}");
+    assert!(rest.contains("stopped by SIGTERM"), "{rest}");
+    assert_drained_then_resumed(dir.path());
 }

@@ -8,10 +8,20 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::ports::kube::KubePortsConfig;
 
+/// The exit codes, as `--help` lists them (see [`super::EXIT_OK`] and the others).
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every resource is Running (local), the command succeeded, or run stopped by SIGTERM
+  1    a resource is Interrupt (local), or the command failed or was refused (recover, cancel)
+  2    bad input (a missing or invalid file, a bad flag) or the state directory is locked
+  130  stopped by Ctrl-C (local, run) once the running steps reached a saved transition
+  143  local stopped by SIGTERM once the running steps reached a saved transition
+A second Ctrl-C or SIGTERM stops at once, as a kill does (the next run resumes the step).";
+
 /// The MPDCluster operator. `run` runs it on a Kubernetes cluster; `local` on an embedded
 /// backend, no Kubernetes needed.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "shared-storage-operator", version, about)]
+#[command(name = "shared-storage-operator", version, about, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -38,6 +48,7 @@ pub enum Command {
     /// Run the operator on a Kubernetes cluster until SIGTERM or ctrl-c.
     Run(Box<RunArgs>),
     /// Apply MPDCluster documents and reconcile until every resource is stable.
+    #[command(after_help = EXIT_CODES_HELP)]
     Local(LocalArgs),
     /// The flow runs of a resource.
     Workflows(InspectArgs),

@@ -1,4 +1,8 @@
 //! `local`: apply documents to the embedded backend and reconcile until stable.
+//!
+//! Ctrl-C or SIGTERM, at any point, drains: each running flow finishes the step it is in
+//! (its transition is saved) and parks before the next one, then `local` exits
+//! [`EXIT_SIGINT`] (130) or [`EXIT_SIGTERM`] (143); the next `local` resumes at that step.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -11,7 +15,11 @@ use wf_engine::{FileMementoStore, HistoryRecorder, ResourceKey, RetryPolicy, Wor
 use super::args::{GlobalArgs, LocalArgs};
 use super::printer::TransitionPrinter;
 use super::runner::{settle_all, Settled};
+use super::signals::{Shutdown, StopSignal};
+use super::stdout::Stdout;
 use super::{EXIT_INTERRUPTED, EXIT_OK};
+#[cfg(doc)]
+use super::{EXIT_SIGINT, EXIT_SIGTERM};
 use crate::crd::MPDCluster;
 use crate::local::{validate_paths, ApplyOutcome, LocalBackend, LocalError};
 use crate::operator::{Operator, OperatorBuilder};
@@ -94,7 +102,7 @@ fn apply(
             ApplyOutcome::Updated => "updated",
             ApplyOutcome::Unchanged => "unchanged",
         };
-        println!("{key}: {what} from {}", path.display());
+        Stdout::new().line(format_args!("{key}: {what} from {}", path.display()));
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -102,34 +110,51 @@ fn apply(
     Ok(keys)
 }
 
+/// The exit code of the summary.
+fn exit_code_of(results: &BTreeMap<ResourceKey, Settled>) -> u8 {
+    if results
+        .values()
+        .all(|s| matches!(s, Settled::Running | Settled::Gone))
+    {
+        EXIT_OK
+    } else {
+        EXIT_INTERRUPTED
+    }
+}
+
 /// Prints the summary; returns the exit code.
 fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
-    let mut code = EXIT_OK;
+    let mut out = Stdout::new();
     for (key, settled) in results {
         match settled {
-            Settled::Running => println!("{key}: Running"),
+            Settled::Running => out.line(format_args!("{key}: Running")),
             Settled::Interrupted { reason, message } => {
-                code = EXIT_INTERRUPTED;
-                println!("{key}: Interrupt: {reason}: {message}");
-                println!(
+                out.line(format_args!("{key}: Interrupt: {reason}: {message}"));
+                out.line(format_args!(
                     "  to recover: shared-storage-operator recover {} --namespace {} --state-dir {}  (then run `local` again)",
                     key.name,
                     key.namespace,
                     global.state_dir.display()
-                );
+                ));
             }
-            Settled::Other(state) => {
-                code = EXIT_INTERRUPTED;
-                println!("{key}: stopped in state {state}");
-            }
-            Settled::Gone => println!("{key}: deleted"),
+            Settled::Other(state) => out.line(format_args!("{key}: stopped in state {state}")),
+            Settled::Gone => out.line(format_args!("{key}: deleted")),
             Settled::Failed(error) => {
-                code = EXIT_INTERRUPTED;
-                println!("{key}: reconcile keeps failing: {error}");
+                out.line(format_args!("{key}: reconcile keeps failing: {error}"));
             }
         }
     }
-    code
+    exit_code_of(results)
+}
+
+/// Prints where a signal stopped `local`; returns its exit code.
+fn stopped(global: &GlobalArgs, signal: StopSignal) -> u8 {
+    Stdout::new().line(format_args!(
+        "stopped by {}: the running steps were saved; run `local` again (same --state-dir {}) to resume",
+        signal.name(),
+        global.state_dir.display()
+    ));
+    signal.exit_code(false)
 }
 
 fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
@@ -141,6 +166,14 @@ fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 
 /// Runs `local`.
 pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
+    // Listen first: from here on a Ctrl-C drains instead of killing the process.
+    let shutdown = match Shutdown::listen() {
+        Ok(shutdown) => shutdown,
+        Err(err) => {
+            eprintln!("error: cannot listen for Ctrl-C and SIGTERM: {err}");
+            return EXIT_INTERRUPTED;
+        }
+    };
     // Validate every input before the state directory is touched.
     let docs = match documents(&args.files, &global.namespace) {
         Ok(docs) => docs,
@@ -170,6 +203,16 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
             return EXIT_INTERRUPTED;
         }
     };
+    // At the signal, each running flow parks before its next step; the reconcile loops
+    // stop once their reconcile returned.
+    let stop = shutdown.token().clone();
+    tokio::spawn({
+        let (stop, manager) = (stop.clone(), op.manager.clone());
+        async move {
+            stop.cancelled().await;
+            manager.set_draining(true);
+        }
+    });
     let store: Arc<dyn ClusterStore> = backend.clusters.clone();
     let keys = match apply(&backend, &docs) {
         Ok(keys) => keys,
@@ -179,18 +222,28 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         }
     };
     let workers = usize::from(args.workers);
-    let mut results = settle_all(op.clone(), store.clone(), keys.clone(), workers).await;
-    let mut code = report(global, &results);
+    // Read before the settle: a write that lands during it (a `recover` from another
+    // process just after the reconcile looked) is a change the watch loop still sees.
+    let mut versions = resource_versions(&backend, &keys);
+    let mut results = settle_all(op.clone(), store.clone(), keys.clone(), workers, &stop).await;
+    if let Some(signal) = shutdown.signal() {
+        return stopped(global, signal);
+    }
+    let code = report(global, &results);
     if !args.watch {
         return code;
     }
 
-    println!("watching {} file(s); Ctrl-C to stop", args.files.len());
+    Stdout::new().line(format_args!(
+        "watching {} file(s); Ctrl-C to stop",
+        args.files.len()
+    ));
     let mut seen = modified(&args.files);
-    let mut versions = resource_versions(&backend, &keys);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return code,
+            () = stop.cancelled() => {
+                return stopped(global, shutdown.signal().unwrap_or(StopSignal::Interrupt));
+            }
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let now = modified(&args.files);
@@ -206,19 +259,28 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
                 }
             }
         }
+        let applied = !changed.is_empty();
         let current = resource_versions(&backend, &keys);
         for key in &keys {
             if current.get(key) != versions.get(key) && !changed.contains(key) {
                 changed.push(key.clone());
             }
         }
+        versions = current;
         if changed.is_empty() {
             continue;
         }
-        let settled = settle_all(op.clone(), store.clone(), changed, workers).await;
+        let settled = settle_all(op.clone(), store.clone(), changed, workers, &stop).await;
+        if let Some(signal) = shutdown.signal() {
+            return stopped(global, signal);
+        }
+        // The settle's own writes bring one more settle (it finds nothing to do): print
+        // the summary only when it says something new.
+        let news = applied || settled.iter().any(|(k, s)| results.get(k) != Some(s));
         results.extend(settled);
-        code = report(global, &results);
-        versions = resource_versions(&backend, &keys);
+        if news {
+            report(global, &results);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod local;
 mod printer;
 mod run;
 mod runner;
+pub mod signals;
 mod stdout;
 
 use std::process::ExitCode;
@@ -29,6 +30,12 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_INTERRUPTED: u8 = 1;
 /// Exit code: bad input (a malformed or invalid document, a bad flag) or a locked state dir.
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: stopped by Ctrl-C (SIGINT) after the running steps reached a saved
+/// transition (128 + 2, as a shell reports it).
+pub const EXIT_SIGINT: u8 = 130;
+/// Exit code of `local`: stopped by SIGTERM after the running steps reached a saved
+/// transition (128 + 15). `run` exits [`EXIT_OK`] after SIGTERM, its normal stop.
+pub const EXIT_SIGTERM: u8 = 143;
 
 /// The log filter when `RUST_LOG` is not set: warnings and errors, except kube-client's
 /// per-request trace layer, which logs every failed request again at `ERROR` although the

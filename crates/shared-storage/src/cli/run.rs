@@ -15,13 +15,19 @@
 //!    the bearer token of `--callback-token-secret` (`--callbacks=false` to serve none). A
 //!    missing token Secret or a taken callback address is one line and a non-zero exit.
 //!    Both stop after the operator has drained.
+//!
+//! SIGTERM (its normal stop) and Ctrl-C both drain: each running step reaches its saved
+//! transition, then `run` exits 0 after SIGTERM, [`EXIT_SIGINT`] (130) after Ctrl-C.
 
 use tokio::sync::watch;
 use wf_kube::{LeaseConfig, OperatorError};
 
 use super::args::RunArgs;
 use super::connection::{self, ConnectionError};
-use super::{EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK};
+use super::signals::{Shutdown, StopSignal};
+#[cfg(doc)]
+use super::EXIT_SIGINT;
+use super::{EXIT_BAD_INPUT, EXIT_INTERRUPTED};
 use crate::callbacks::{self, CallbackError, CallbackServer, CallbackToken, TokenError, TOKEN_KEY};
 use crate::cluster::{ClusterFilter, ClusterOperator, ClusterSettings, INSTANCE_POD_SELECTOR};
 use crate::ports::PortError;
@@ -56,6 +62,9 @@ pub enum RunError {
     /// The callback server could not start.
     #[error(transparent)]
     Callbacks(#[from] CallbackError),
+    /// The handlers of Ctrl-C and SIGTERM could not be installed.
+    #[error("cannot listen for Ctrl-C and SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 impl RunError {
@@ -86,14 +95,24 @@ fn identity(pod_name: Option<String>) -> String {
     })
 }
 
-async fn start(args: RunArgs) -> Result<(), RunError> {
+/// Connects, checks and runs the operator until SIGTERM or Ctrl-C; the signal that stopped
+/// it (a signal during the start-up checks ends the process as usual).
+async fn start(args: RunArgs) -> Result<StopSignal, RunError> {
     let (client, url) =
         connection::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let version = connection::check(&client, &url, args.startup_timeout).await?;
     tracing::info!(%url, %version, "connected to the Kubernetes API server");
 
     let ports = crate::ports::kube::connect(client.clone(), &args.ports_config())?;
-    operate(client, ports, &args, wf_kube::shutdown_signal()).await
+    let shutdown = Shutdown::listen().map_err(RunError::Signals)?;
+    let until = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.stopped().await;
+        }
+    };
+    operate(client, ports, &args, until).await?;
+    Ok(shutdown.signal().unwrap_or(StopSignal::Terminate))
 }
 
 /// Runs the operator of `run` on `client` with `ports` until `stop` resolves: everything
@@ -202,10 +221,11 @@ where
     Ok(())
 }
 
-/// Runs `run`; returns the exit code (0 after a graceful stop).
+/// Runs `run`; returns the exit code (after a graceful stop: 0 for SIGTERM, 130 for
+/// Ctrl-C).
 pub async fn run(args: RunArgs) -> u8 {
     match start(args).await {
-        Ok(()) => EXIT_OK,
+        Ok(signal) => signal.exit_code(true),
         Err(err) => {
             eprintln!("error: {err}");
             err.exit_code()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wf_engine::{LoopOutcome, ReconcileLoop, ResourceKey, StateResource};
+use wf_engine::{CancellationToken, LoopOutcome, ReconcileLoop, ResourceKey, StateResource};
 
 use crate::crd::annotations;
 use crate::operator::Operator;
@@ -44,8 +44,14 @@ const MAX_ERRORS_IN_A_ROW: u32 = 100;
 const MAX_RECONCILES: u32 = 20_000;
 
 /// Reconciles one resource until nothing asks to come back, with the engine's
-/// [`ReconcileLoop`].
-pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &ResourceKey) -> Settled {
+/// [`ReconcileLoop`], or until `stop` fires (between two reconciles: pair it with the
+/// manager's draining, so a running flow parks at its next step first).
+pub async fn settle_one(
+    op: &Operator,
+    store: Arc<dyn ClusterStore>,
+    key: &ResourceKey,
+    stop: &CancellationToken,
+) -> Settled {
     let resource = match MpdClusterResource::load(store, &key.namespace, &key.name).await {
         Ok(resource) => resource,
         Err(err) if err.is_not_found() => return Settled::Gone,
@@ -55,7 +61,8 @@ pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &Resou
         .max_pause(MAX_PAUSE)
         .error_pause(ERROR_PAUSE)
         .max_errors_in_a_row(MAX_ERRORS_IN_A_ROW)
-        .max_reconciles(MAX_RECONCILES);
+        .max_reconciles(MAX_RECONCILES)
+        .stop_on(stop.clone());
     match driver.settle(&resource).await {
         LoopOutcome::Gone => Settled::Gone,
         LoopOutcome::Failed(err) => Settled::Failed(err.to_string()),
@@ -76,20 +83,23 @@ pub async fn settle_one(op: &Operator, store: Arc<dyn ClusterStore>, key: &Resou
     }
 }
 
-/// Settles every resource of `keys`, at most `workers` at once.
+/// Settles every resource of `keys`, at most `workers` at once, until `stop` fires (see
+/// [`settle_one`]).
 pub async fn settle_all(
     op: Arc<Operator>,
     store: Arc<dyn ClusterStore>,
     keys: Vec<ResourceKey>,
     workers: usize,
+    stop: &CancellationToken,
 ) -> BTreeMap<ResourceKey, Settled> {
     let permits = Arc::new(Semaphore::new(workers.max(1)));
     let mut tasks = Vec::new();
     for key in keys {
         let (op, store, permits) = (op.clone(), store.clone(), permits.clone());
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let settled = settle_one(&op, store, &key).await;
+            let settled = settle_one(&op, store, &key, &stop).await;
             (key, settled)
         }));
     }

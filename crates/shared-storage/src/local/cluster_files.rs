@@ -1,8 +1,9 @@
 //! A. The MPDCluster objects as JSON files: `<dir>/<namespace>/<name>.json`.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,6 +17,13 @@ use crate::ports::{ClusterStore, PortError};
 
 /// The namespace of an object that names none.
 const DEFAULT_NAMESPACE: &str = "default";
+
+/// How long a writer waits for another writer's lock on an object before giving up with
+/// [`LocalError::Busy`]. A writer holds it for one read-check-write (milliseconds).
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The pause between two attempts to take a lock held by another writer.
+const LOCK_POLL: Duration = Duration::from_millis(1);
 
 /// What [`FileClusterStore::apply`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,21 +57,24 @@ enum Part {
 /// As a [`ClusterStore`], `update` writes metadata and spec only and `update_status` the
 /// status only. A file that does not parse is [`PortError::Unavailable`] naming the file.
 ///
-/// One process owns the directory (see [`StateDir`](super::StateDir)); within it, writes
-/// are serialised by a mutex. The files are small: I/O runs on the calling thread.
+/// Several processes write the files: the one running the operator (`local`, which holds
+/// the [`StateDir`](super::StateDir) lock) and the commands that annotate (`cancel`,
+/// `recover`), which do not. Every write is a read-check-write under an exclusive lock on
+/// the object's lock file `<namespace>/<name>.json.lock` (`flock`, so it excludes other
+/// processes and other stores of this one, and the operating system drops it when a process
+/// dies), held for that one write only: a compare-and-swap on the resourceVersion, atomic
+/// across processes as on the API server. The lock files stay (removing one would race with
+/// a writer waiting on it); readers never take the lock (a file is replaced atomically).
+/// The files are small: I/O runs on the calling thread.
 #[derive(Debug)]
 pub struct FileClusterStore {
     dir: PathBuf,
-    write_lock: Mutex<()>,
 }
 
 impl FileClusterStore {
     /// A store under `dir` (created on the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileClusterStore {
-            dir: dir.into(),
-            write_lock: Mutex::new(()),
-        }
+        FileClusterStore { dir: dir.into() }
     }
 
     /// The directory.
@@ -97,11 +108,14 @@ impl FileClusterStore {
     /// not asked again by an unchanged file. The status, finalizers and the annotations the
     /// operator wrote are kept; the document's status and other metadata are ignored; a
     /// missing namespace is `default`.
+    ///
+    /// The merge is made on the stored object under the object's lock, so annotations
+    /// another process wrote since (a `cancel`, a `recover`) are kept, never overwritten.
     pub fn apply(&self, doc: &MPDCluster) -> Result<ApplyOutcome, LocalError> {
         let name = doc.metadata.name.clone().unwrap_or_default();
         let namespace = namespace_of(doc);
         let path = self.path_of(&namespace, &name)?;
-        let _guard = self.guard();
+        let _lock = ObjectLock::acquire(&path, true)?;
         let invalid = |e: serde_json::Error| LocalError::Invalid {
             path: path.clone(),
             field: "metadata.annotations".to_string(),
@@ -174,8 +188,10 @@ impl FileClusterStore {
         read_file(&path)?.ok_or_else(|| not_found(namespace, name))
     }
 
-    /// Sets one annotation (a read-modify-write that retries on a conflict), as a user's
-    /// `kubectl annotate`; returns the stored object.
+    /// Sets one annotation, as a user's `kubectl annotate` (a merge patch): the stored
+    /// object is read, changed and written back under the object's lock, so no other
+    /// writer comes in between and nothing is lost. Returns the stored object (not written
+    /// again when the annotation already has this value).
     pub fn set_annotation(
         &self,
         namespace: &str,
@@ -183,19 +199,19 @@ impl FileClusterStore {
         key: &str,
         value: &str,
     ) -> Result<MPDCluster, LocalError> {
-        let mut attempts = 0;
-        loop {
-            let mut cluster = self.read(namespace, name)?;
-            cluster
-                .metadata
-                .annotations
-                .get_or_insert_default()
-                .insert(key.to_string(), value.to_string());
-            match self.write(&cluster, Part::MetaSpec) {
-                Err(LocalError::Conflict { .. }) if attempts < 10 => attempts += 1,
-                other => return other,
-            }
+        let path = self.path_of(namespace, name)?;
+        let Some(_lock) = ObjectLock::acquire(&path, false)? else {
+            return Err(not_found(namespace, name));
+        };
+        let mut stored = read_file(&path)?.ok_or_else(|| not_found(namespace, name))?;
+        let annotations = stored.metadata.annotations.get_or_insert_default();
+        if annotations.get(key).map(String::as_str) == Some(value) {
+            return Ok(stored);
         }
+        annotations.insert(key.to_string(), value.to_string());
+        stored.metadata.resource_version = Some(next_resource_version(&path, &stored)?);
+        write_file(&path, &stored)?;
+        Ok(stored)
     }
 
     /// Deletes the object as Kubernetes does: removed at once when it has no finalizer,
@@ -203,7 +219,9 @@ impl FileClusterStore {
     /// finalizer). Returns whether the file is gone.
     pub fn delete(&self, namespace: &str, name: &str) -> Result<bool, LocalError> {
         let path = self.path_of(namespace, name)?;
-        let _guard = self.guard();
+        let Some(_lock) = ObjectLock::acquire(&path, false)? else {
+            return Err(not_found(namespace, name));
+        };
         let mut stored = read_file(&path)?.ok_or_else(|| not_found(namespace, name))?;
         if stored
             .metadata
@@ -222,12 +240,16 @@ impl FileClusterStore {
         Ok(false)
     }
 
-    /// Writes `part` of `cluster` after checking its resourceVersion.
+    /// Writes `part` of `cluster` if its resourceVersion is the stored one (a
+    /// compare-and-swap under the object's lock); a stale copy is [`LocalError::Conflict`]
+    /// and changes nothing.
     fn write(&self, cluster: &MPDCluster, part: Part) -> Result<MPDCluster, LocalError> {
         let name = cluster.metadata.name.clone().unwrap_or_default();
         let namespace = namespace_of(cluster);
         let path = self.path_of(&namespace, &name)?;
-        let _guard = self.guard();
+        let Some(_lock) = ObjectLock::acquire(&path, false)? else {
+            return Err(not_found(&namespace, &name));
+        };
         let mut stored = read_file(&path)?.ok_or_else(|| not_found(&namespace, &name))?;
         match &cluster.metadata.resource_version {
             None => {
@@ -277,12 +299,68 @@ impl FileClusterStore {
         }
         Ok(stored)
     }
+}
 
-    fn guard(&self) -> MutexGuard<'_, ()> {
-        self.write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+/// The exclusive lock on an object's lock file `<name>.json.lock`, held while the value
+/// lives (one read-check-write); dropping it releases the lock.
+#[derive(Debug)]
+struct ObjectLock {
+    file: File,
+}
+
+impl ObjectLock {
+    /// Locks the object stored in `path`, waiting at most [`LOCK_WAIT`] for another writer.
+    /// `create`: make the namespace directory when missing (to create the object); without
+    /// it, a missing directory is `None` (no such object, nothing to lock).
+    fn acquire(path: &Path, create: bool) -> Result<Option<ObjectLock>, LocalError> {
+        let lock_path = lock_path(path);
+        if create {
+            if let Some(dir) = lock_path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, e))?;
+            }
+        }
+        let file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+        {
+            Ok(file) => file,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LocalError::io(&lock_path, e)),
+        };
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(ObjectLock { file })),
+                Err(TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LocalError::Busy {
+                        path: lock_path,
+                        waited: LOCK_WAIT,
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(LocalError::io(&lock_path, e)),
+            }
+        }
     }
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first makes it explicit.
+        let _ = self.file.unlock();
+    }
+}
+
+/// The lock file of the object stored in `path`: `path` with `.lock` appended.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 #[async_trait]
@@ -587,6 +665,85 @@ mod tests {
             LocalError::Invalid { .. }
         ));
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_write_waits_for_the_lock_another_writer_holds_and_then_keeps_its_change() {
+        let (_dir, store) = store();
+        store.apply(&doc("c1", 1)).unwrap();
+        let path = store.path_of("default", "c1").unwrap();
+        // Another writer (another store, as another process has) holds the object's lock.
+        let held = ObjectLock::acquire(&path, false).unwrap().unwrap();
+        let other = FileClusterStore::new(store.dir());
+        let writer = std::thread::spawn(move || {
+            other
+                .set_annotation("default", "c1", "cancelled", "true")
+                .map(|c| c.metadata.resource_version)
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!writer.is_finished(), "the write waits for the lock");
+        let mut stale = store.read("default", "c1").unwrap();
+        stale.spec.follower_num = 2;
+        drop(held);
+        assert_eq!(writer.join().unwrap().unwrap().as_deref(), Some("2"));
+        // The copy read before the annotation is stale now: a conflict, nothing written.
+        let err = store.write(&stale, Part::MetaSpec).unwrap_err();
+        assert!(matches!(err, LocalError::Conflict { .. }), "{err}");
+        let stored = store.read("default", "c1").unwrap();
+        assert_eq!(stored.spec.follower_num, 1);
+        assert_eq!(stored.metadata.annotations.unwrap()["cancelled"], "true");
+        assert!(lock_path(&path).is_file(), "the lock file stays");
+        assert_eq!(store.list().unwrap().len(), 1, "lock files are not objects");
+    }
+
+    #[test]
+    fn writers_in_many_threads_with_their_own_stores_lose_no_annotation() {
+        let (_dir, store) = store();
+        store.apply(&doc("c1", 1)).unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let other = FileClusterStore::new(store.dir());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        other
+                            .set_annotation("default", "c1", &format!("k{t}-{i}"), "v")
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut applied = doc("c1", 1);
+        for i in 0..25 {
+            applied
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(format!("apply-{i}"), "v".into());
+            store.apply(&applied).unwrap();
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let stored = store.read("default", "c1").unwrap();
+        let mut annotations = stored.metadata.annotations.unwrap();
+        assert!(annotations.remove(last_applied::LAST_APPLIED).is_some());
+        assert_eq!(annotations.len(), 1 + 100 + 25, "{annotations:?}");
+        assert_eq!(stored.metadata.resource_version.as_deref(), Some("126"));
+    }
+
+    #[test]
+    fn set_annotation_of_an_unchanged_value_writes_nothing() {
+        let (_dir, store) = store();
+        store.apply(&doc("c1", 1)).unwrap();
+        let out = store.set_annotation("default", "c1", "a", "1").unwrap();
+        assert_eq!(out.metadata.resource_version.as_deref(), Some("1"));
+        assert!(matches!(
+            store
+                .set_annotation("ns-missing", "c1", "k", "v")
+                .unwrap_err(),
+            LocalError::NotFound { .. }
+        ));
+        assert!(!store.dir().join("ns-missing").exists());
     }
 
     #[tokio::test]

@@ -81,6 +81,14 @@ pub enum LocalError {
         /// Why, e.g. the stale resourceVersion.
         message: String,
     },
+    /// Another writer kept an object's lock file locked longer than a write ever takes.
+    #[error("{}: still locked by another writer after {waited:?}", path.display())]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this writer waited.
+        waited: std::time::Duration,
+    },
 }
 
 impl LocalError {
@@ -105,7 +113,7 @@ impl LocalError {
     }
 
     /// The port error the [`ClusterStore`](crate::ports::ClusterStore) returns for this
-    /// error: `NotFound` and `Conflict` keep their meaning, I/O and corrupt files are
+    /// error: `NotFound` and `Conflict` keep their meaning, I/O, corrupt files and a busy lock are
     /// `Unavailable` (the message names the file), the rest is `Rejected`.
     pub fn to_port_error(&self) -> PortError {
         match self {
@@ -117,12 +125,13 @@ impl LocalError {
                 port: port::CLUSTERS,
                 what: self.to_string(),
             },
-            LocalError::Io { .. } | LocalError::Corrupt { .. } | LocalError::Locked { .. } => {
-                PortError::Unavailable {
-                    port: port::CLUSTERS,
-                    message: self.to_string(),
-                }
-            }
+            LocalError::Io { .. }
+            | LocalError::Corrupt { .. }
+            | LocalError::Locked { .. }
+            | LocalError::Busy { .. } => PortError::Unavailable {
+                port: port::CLUSTERS,
+                message: self.to_string(),
+            },
             LocalError::Input { .. } | LocalError::Yaml { .. } | LocalError::Invalid { .. } => {
                 PortError::Rejected {
                     port: port::CLUSTERS,
