@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{HookEvent, Transition, TransitionHook};
+use crate::failpoints::{self, failpoint};
 
 /// The kind of a history event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,9 +227,11 @@ impl HistoryRecorder {
     }
 
     fn record(&self, event: &HookEvent<'_>, event_type: HistoryEventType) {
+        failpoint!(failpoints::HISTORY_WRITE_BEFORE);
         if let Err(err) = self.append(&Self::event_line(event, event_type)) {
             tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
         }
+        failpoint!(failpoints::HISTORY_WRITE_AFTER);
     }
 }
 
