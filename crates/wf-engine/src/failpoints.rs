@@ -14,7 +14,7 @@
 //! Without the cargo feature `failpoints` the failpoints compile to nothing (the `fail`
 //! crate is not even a dependency). With it, they are the `fail` crate's failpoints: a test
 //! may configure any of them with `fail::cfg`, and a binary can arm the crash counter with
-//! [`arm_from_env`]:
+//! `arm_from_env`:
 //!
 //! - `WF_CRASH_AT=N` (N ≥ 1): the N-th hit of any failpoint, counted over all of [`NAMES`]
 //!   in the order they are reached, crashes the process;
@@ -79,7 +79,7 @@ macro_rules! failpoint {
 }
 pub(crate) use failpoint;
 
-/// Why [`arm_from_env`] could not arm the failpoints.
+/// Why `arm_from_env` could not arm the failpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum FailpointError {
     /// `WF_CRASH_AT` is not a positive integer.
@@ -107,7 +107,7 @@ pub enum FailpointError {
     },
 }
 
-/// What [`arm_from_env`] armed.
+/// What `arm_from_env` armed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Armed {
     /// The hit that crashes the process, if any.
@@ -135,7 +135,7 @@ pub fn arm_from_env() -> Result<Armed, FailpointError> {
     Ok(armed)
 }
 
-/// Arms the failpoints as [`arm_from_env`] does, from `armed` rather than the environment.
+/// Arms the failpoints as `arm_from_env` does, from `armed` rather than the environment.
 #[cfg(feature = "failpoints")]
 pub fn arm(armed: &Armed) -> Result<(), FailpointError> {
     use std::sync::atomic::{AtomicU64, Ordering};

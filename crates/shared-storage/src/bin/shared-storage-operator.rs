@@ -2,7 +2,7 @@
 //! backend. The logic lives in `shared_storage::cli`.
 //!
 //! Built with the feature `failpoints`, the binary first arms the engine's crash counter
-//! from `WF_CRASH_AT` and `WF_FAILPOINT_LOG` ([`wf_engine::failpoints::arm_from_env`]), for
+//! from `WF_CRASH_AT` and `WF_FAILPOINT_LOG` (`wf_engine::failpoints::arm_from_env`), for
 //! `cargo xtask crash-sweep`.
 
 fn main() -> std::process::ExitCode {
