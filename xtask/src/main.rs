@@ -9,10 +9,17 @@
 //! - `deploy --check` ([`deploy`]): parses every manifest of `deploy/` into its
 //!   `k8s-openapi` type and fails on drift from what the code needs (CRD, RBAC, the
 //!   Deployment's ports, probes, identity and security, the Service, the callback token).
+//! - `crash-sweep [--flows A,B,...|--all|--ci] [--quick|--every M] [--jobs N] [--work DIR]`
+//!   ([`crash_sweep`]): builds the operator with `--features failpoints`, crashes each flow
+//!   at every persisted transition (or every M-th), resumes it and checks it; prints a table
+//!   and every failure, and exits non-zero when any is found. Default: `--ci`, the flows CI
+//!   sweeps ([`crash_sweep::CI_FLOWS`]). The state directories go to `--work` (default
+//!   `<target>/crash-sweep`, emptied first).
 //!
 //! A usage error exits with status 2.
 
 mod check_flows;
+mod crash_sweep;
 mod crd;
 mod deploy;
 
@@ -20,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The usage line printed on a usage error.
-const USAGE: &str =
-    "usage: cargo xtask check-flows [DIR] | cargo xtask crd [--check] | cargo xtask deploy --check";
+const USAGE: &str = "usage: cargo xtask check-flows [DIR] | cargo xtask crd [--check] | \
+cargo xtask deploy --check | cargo xtask crash-sweep [--flows A,B,...|--all|--ci] \
+[--quick|--every M] [--jobs N] [--work DIR]";
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +43,8 @@ enum Command {
     },
     /// `deploy --check`.
     DeployCheck,
+    /// `crash-sweep ...`.
+    CrashSweep(crash_sweep::Options),
     /// `help`, `-h` or `--help`.
     Help,
 }
@@ -50,6 +60,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         ["crd"] => Ok(Command::Crd { check: false }),
         ["crd", "--check"] => Ok(Command::Crd { check: true }),
         ["deploy", "--check"] => Ok(Command::DeployCheck),
+        ["crash-sweep", rest @ ..] => parse_crash_sweep(rest).map(Command::CrashSweep),
         ["help" | "-h" | "--help"] => Ok(Command::Help),
         [] => Err("no task given".to_owned()),
         [task, ..] if matches!(*task, "check-flows" | "crd" | "deploy") => Err(format!(
@@ -57,6 +68,126 @@ fn parse(args: &[String]) -> Result<Command, String> {
             args[1..].join(" ")
         )),
         [task, ..] => Err(format!("unknown task `{task}`")),
+    }
+}
+
+/// The options of `crash-sweep`.
+fn parse_crash_sweep(args: &[&str]) -> Result<crash_sweep::Options, String> {
+    let mut flows: Option<Vec<crash_sweep::FlowCase>> = None;
+    let mut every = 1;
+    let mut jobs = 2;
+    let mut work = None;
+    let mut rest = args.iter();
+    let list = |names: &str| -> Result<Vec<crash_sweep::FlowCase>, String> {
+        names
+            .split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| {
+                crash_sweep::flow_by_name(n.trim()).ok_or_else(|| {
+                    let known: Vec<&str> = crash_sweep::FLOWS.iter().map(|c| c.short).collect();
+                    format!("unknown flow `{n}` (known: {})", known.join(","))
+                })
+            })
+            .collect()
+    };
+    let number = |flag: &str, value: Option<&&str>| -> Result<usize, String> {
+        value
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{flag}` needs a positive number"))
+    };
+    while let Some(arg) = rest.next() {
+        match *arg {
+            "--flows" => {
+                let names = rest.next().ok_or("`--flows` needs a list of flows")?;
+                flows = Some(list(names)?);
+            }
+            "--all" => flows = Some(crash_sweep::FLOWS.to_vec()),
+            "--ci" => flows = Some(list(crash_sweep::CI_FLOWS)?),
+            "--quick" => every = crash_sweep::QUICK_EVERY,
+            "--every" => every = number("--every", rest.next())?,
+            "--jobs" => jobs = number("--jobs", rest.next())?,
+            "--work" => {
+                work = Some(PathBuf::from(
+                    rest.next().ok_or("`--work` needs a directory")?,
+                ));
+            }
+            other => return Err(format!("unexpected argument to `crash-sweep`: {other}")),
+        }
+    }
+    let flows = match flows {
+        Some(flows) if flows.is_empty() => return Err("`--flows` names no flow".to_owned()),
+        Some(flows) => flows,
+        None => list(crash_sweep::CI_FLOWS)?,
+    };
+    Ok(crash_sweep::Options {
+        flows,
+        every,
+        jobs,
+        work,
+    })
+}
+
+/// `crash-sweep`: builds, sweeps, prints the table, the failures and the final line.
+fn run_crash_sweep(options: &crash_sweep::Options) -> ExitCode {
+    let root = workspace_root();
+    let work = options
+        .work
+        .clone()
+        .unwrap_or_else(|| crash_sweep::target_dir(&root).join("crash-sweep"));
+    let started = std::time::Instant::now();
+    let bin = match crash_sweep::build(&root, &work) {
+        Ok(bin) => bin,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "crash-sweep: built {} in {:.0}s; {} flow(s), crashing every {} hit(s), {} job(s)",
+        relative_to_cwd(bin.clone()).display(),
+        started.elapsed().as_secs_f64(),
+        options.flows.len(),
+        options.every,
+        options.jobs
+    );
+    let progress = |line: &str| eprintln!("crash-sweep: {line}");
+    let report = match crash_sweep::sweep(&root, &bin, &work, options, &progress) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.table());
+    for failure in &report.failures {
+        println!(
+            "FAIL {} k={} failpoint={} [{}] {} (state kept in {})",
+            failure.flow,
+            failure.k,
+            failure.failpoint,
+            failure.class,
+            failure.detail,
+            relative_to_cwd(failure.dir.clone()).display()
+        );
+    }
+    let classes = report.classes();
+    if !classes.is_empty() {
+        println!("failure classes (count, first reproducer):");
+        for (class, count, first) in &classes {
+            println!(
+                "  {class}: {count}, e.g. --flows {} with {}={}",
+                crash_sweep::flow_by_name(first.flow).map_or(first.flow, |c| c.short),
+                wf_engine::failpoints::CRASH_AT_ENV,
+                first.k
+            );
+        }
+    }
+    println!("{}", report.summary());
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -146,6 +277,7 @@ fn main() -> ExitCode {
         Ok(Command::CheckFlows(dir)) => run_check_flows(dir),
         Ok(Command::Crd { check }) => run_crd(check),
         Ok(Command::DeployCheck) => run_deploy_check(),
+        Ok(Command::CrashSweep(options)) => run_crash_sweep(&options),
         Ok(Command::Help) => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -185,6 +317,27 @@ mod tests {
             Ok(Command::DeployCheck)
         );
         assert_eq!(parse(&args(&["--help"])), Ok(Command::Help));
+        let Ok(Command::CrashSweep(all)) = parse(&args(&["crash-sweep", "--all", "--quick"]))
+        else {
+            panic!("crash-sweep --all --quick");
+        };
+        assert_eq!(all.flows.len(), 14);
+        assert_eq!(all.every, crash_sweep::QUICK_EVERY);
+        assert_eq!(all.jobs, 2);
+        let Ok(Command::CrashSweep(some)) = parse(&args(&[
+            "crash-sweep",
+            "--flows",
+            "Create,ModifyClass",
+            "--jobs",
+            "3",
+        ])) else {
+            panic!("crash-sweep --flows");
+        };
+        assert_eq!(
+            some.flows.iter().map(|c| c.short).collect::<Vec<_>>(),
+            ["Create", "ModifyClass"]
+        );
+        assert_eq!((some.every, some.jobs), (1, 3));
     }
 
     #[test]
@@ -198,6 +351,11 @@ mod tests {
             &["crd", "--check", "x"][..],
             &["deploy"][..],
             &["deploy", "--force"][..],
+            &["crash-sweep", "--flows"][..],
+            &["crash-sweep", "--flows", "Nope"][..],
+            &["crash-sweep", "--every", "0"][..],
+            &["crash-sweep", "--jobs"][..],
+            &["crash-sweep", "--fast"][..],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

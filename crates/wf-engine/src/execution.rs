@@ -12,6 +12,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::failpoints::{self, failpoint};
 use crate::hook::HookPoint;
 use crate::{
     AnnotationPatch, ContextError, Error, FlowStatus, InterruptAnnotations, JsonMap,
@@ -447,8 +448,12 @@ impl<R: StateResource> ResourceWorkflow<R> {
                 Some(InterruptAnnotations::NOT_RECOVERED.to_owned()),
             ),
         ]);
+        failpoint!(failpoints::ANNOTATIONS_INTERRUPT_BEFORE);
         let patched = fresh.patch_annotations(&patch).await?;
+        failpoint!(failpoints::ANNOTATIONS_INTERRUPT_AFTER);
+        failpoint!(failpoints::STATE_UPDATE_BEFORE);
         patched.update_state(State::INTERRUPT).await?;
+        failpoint!(failpoints::STATE_UPDATE_AFTER);
         Ok(())
     }
 }

@@ -140,6 +140,8 @@
 //!   in-memory and file stores.
 //! - [`hook`]: hook points, [`hook::TransitionHook`] and the JSON-lines
 //!   [`hook::HistoryRecorder`].
+//! - [`failpoints`]: failpoints before and after every persisted write of a transition
+//!   (feature `failpoints`), and the crash counter of the crash sweep.
 #![deny(missing_docs)]
 
 mod cancel;
@@ -148,6 +150,7 @@ mod context;
 mod error;
 mod event;
 mod execution;
+pub mod failpoints;
 mod file_resource;
 pub mod hook;
 mod lock;

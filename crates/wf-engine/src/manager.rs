@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::cancel::CancelRegistry;
+use crate::failpoints::{self, failpoint};
 use crate::hook::Hooks;
 use crate::memento::{caretaker_name, MementoCaretaker, MementoStorageFactory};
 use crate::{
@@ -371,8 +372,12 @@ impl<R: StateResource> WorkflowManager<R> {
             let mut workflow = self.resource_workflow(fresh).await?;
             workflow.retry_interrupted_step().await?;
         }
+        failpoint!(failpoints::ANNOTATIONS_RECOVER_BEFORE);
         let cleared = self.inner.recover.clear(fresh).await?;
+        failpoint!(failpoints::ANNOTATIONS_RECOVER_AFTER);
+        failpoint!(failpoints::STATE_UPDATE_BEFORE);
         cleared.update_state(previous.clone()).await?;
+        failpoint!(failpoints::STATE_UPDATE_AFTER);
         tracing::info!(resource = %fresh.key(), state = %previous, "recovered from interrupt");
         Ok(Some(previous))
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::Instrument;
 
+use crate::failpoints::{self, failpoint};
 use crate::{
     BoxError, Error, Event, Reconciled, ResourceLocks, Resumption, State, StateResource,
     WorkflowManager,
@@ -292,7 +293,9 @@ impl<R: StateResource> StateMachine<R> {
                         tracing::debug!(event = %event.name, "event ignored");
                         return Ok(Reconciled::Stable { state });
                     }
+                    failpoint!(failpoints::STATE_UPDATE_BEFORE);
                     resource.update_state(translation.target.clone()).await?;
+                    failpoint!(failpoints::STATE_UPDATE_AFTER);
                     tracing::info!(from = %state, to = %translation.target, event = %event.name, "state changed");
                     return Ok(Reconciled::Transitioned {
                         from: state,

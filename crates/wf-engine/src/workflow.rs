@@ -9,6 +9,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::failpoints::{self, failpoint};
 use crate::hook::{HookEvent, HookPoint};
 use crate::memento::{parse_memento_key, MementoCaretaker};
 use crate::{
@@ -355,7 +356,9 @@ impl<R: StateResource> ResourceWorkflow<R> {
             }
         }
         let Some(event) = self.check(checker, &fresh)? else {
+            failpoint!(failpoints::STATE_UPDATE_BEFORE);
             fresh.update_state(State::RUNNING).await?;
+            failpoint!(failpoints::STATE_UPDATE_AFTER);
             return Ok(match completed {
                 Some(done) => {
                     tracing::info!(resource = %self.key, flow = %done.flow, "flow completed; trigger no longer fires; Running");
@@ -381,7 +384,9 @@ impl<R: StateResource> ResourceWorkflow<R> {
         if self.check(checker, &fresh)?.is_some() {
             return self.left_unstable(report, entered).await;
         }
+        failpoint!(failpoints::STATE_UPDATE_BEFORE);
         fresh.update_state(State::RUNNING).await?;
+        failpoint!(failpoints::STATE_UPDATE_AFTER);
         tracing::info!(resource = %self.key, flow, "flow completed in its unstable state; trigger no longer fires; Running");
         drop(scope);
         Ok(report.into())

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{HookEvent, Transition, TransitionHook};
+use crate::failpoints::{self, failpoint};
 
 /// The kind of a history event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,9 +292,11 @@ impl HistoryRecorder {
                 }
             }
         }
+        failpoint!(failpoints::HISTORY_WRITE_BEFORE);
         if let Err(err) = self.append(&line) {
             tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
         }
+        failpoint!(failpoints::HISTORY_WRITE_AFTER);
     }
 }
 

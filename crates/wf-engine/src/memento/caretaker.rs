@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::document::{completion_reserve, RunDocument};
 use super::{MementoEntries, MementoError, MementoStorage, MementoWrite};
+use crate::failpoints::{self, failpoint};
 use crate::WorkflowRuntime;
 
 /// The key of run `seq` of `flow`: `<seq>-<flowName>`.
@@ -280,7 +281,9 @@ impl MementoCaretaker {
         }
         let change = MementoWrite { key, value, remove };
         let shared: Arc<str> = Arc::from(change.value.as_str());
+        failpoint!(failpoints::MEMENTO_SAVE_BEFORE);
         self.storage.write_shared(&change, shared.clone()).await?;
+        failpoint!(failpoints::MEMENTO_SAVE_AFTER);
         self.entries.apply_shared(&change, shared);
         self.plain = OnceLock::new();
         document.written = Some((change.value.len(), is_finished));
