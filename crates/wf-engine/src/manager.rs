@@ -353,8 +353,9 @@ impl<R: StateResource> WorkflowManager<R> {
     /// In a stable state, finishes what a stopped process left
     /// ([semantics §6](../../../docs/SEMANTICS.md#6-runs-statuses-and-saves)): the runs
     /// whose steps all completed but whose own completion was never saved are saved
-    /// `completed`, and the newest finished run's last hooks are replayed once per process
-    /// (it may have stopped between that save and its hooks). Returns the runs closed.
+    /// `completed`, a run stopped in its last step is finished (that step runs again, as a
+    /// resume), and the newest finished run's last hooks are replayed once per process (it
+    /// may have stopped between that save and its hooks). Returns the runs closed.
     pub(crate) async fn close_finished_runs(&self, fresh: &R) -> Result<Vec<u64>, Error> {
         let mut workflow = self.resource_workflow(fresh).await?;
         workflow.close_finished_runs().await

@@ -418,14 +418,33 @@ impl<R: StateResource> ResourceWorkflow<R> {
     /// See [`crate::WorkflowManager`]'s `close_finished_runs`: every uncompleted run whose
     /// steps all completed is saved `completed`, its last step's hooks replayed when this
     /// process had not delivered them, then `WfCompleted` hooked (as a replay: it is late).
+    /// A run stopped in its last step (every other step completed) is finished: that step
+    /// runs again as a resume (steps are idempotent), since it is what moved the resource
+    /// to the stable state it is in.
     pub async fn close_finished_runs(&mut self) -> Result<Vec<u64>, Error> {
         let mut closed = Vec::new();
         for stored in self.caretaker.uncompleted()? {
-            let all_done = stored
-                .runtime
-                .running_steps
-                .iter()
-                .all(|s| s.step_status == StepStatus::Completed);
+            let steps = &stored.runtime.running_steps;
+            let all_done = steps.iter().all(|s| s.step_status == StepStatus::Completed);
+            // Stopped in its last step, which had already moved the resource to a stable
+            // state (its write landed, its save did not): finish that step, as a resume.
+            let in_last_step = steps.split_last().is_some_and(|(last, rest)| {
+                rest.iter().all(|s| s.step_status == StepStatus::Completed)
+                    && matches!(
+                        last.step_status,
+                        StepStatus::Inited | StepStatus::Prepared | StepStatus::Waiting
+                    )
+            });
+            if in_last_step {
+                tracing::warn!(resource = %self.key, flow = %stored.runtime.flow_name, seq = stored.seq, "finishing a run stopped in its last step after it had moved the resource to a stable state");
+                let outcome = self
+                    .execute(stored.seq, stored.runtime, &CancellationToken::new())
+                    .await?;
+                if outcome.is_completed() {
+                    closed.push(stored.seq);
+                }
+                continue;
+            }
             if !all_done {
                 continue;
             }

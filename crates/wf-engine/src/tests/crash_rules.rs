@@ -93,6 +93,68 @@ async fn a_run_whose_steps_all_completed_is_closed_in_a_stable_state_and_its_end
 }
 
 #[tokio::test]
+async fn a_run_stopped_in_its_last_step_after_it_made_the_resource_stable_is_finished_there() {
+    // B (the last step) wrote the stable state; the process stopped before B's save.
+    let mementos = stored(json!({
+        "flowStatus": "running", "flowName": "F", "startTime": "2026-01-01T00:00:00Z",
+        "runningSteps": [step("A", "completed", 1), step("B", "inited", 3)],
+    }))
+    .await;
+    let (a, b) = (Script::new([Act::Done]), Script::new([Act::Done]));
+    let h = harness()
+        .flow("F", &["A", "B"])
+        .step("A", &a)
+        .step("B", &b)
+        .mementos(&mementos)
+        .state(State::RUNNING)
+        .build();
+    let out = machine().reconcile(&h.resource, &h.manager).await.unwrap();
+    assert_eq!(
+        out,
+        Reconciled::Stable {
+            state: State::RUNNING
+        }
+    );
+    assert_eq!((a.runs(), b.runs()), (0, 1), "only the last step ran again");
+    let run = h.last().await.runtime;
+    assert_eq!(run.flow_status, FlowStatus::Completed);
+    assert_eq!(run.resume_times, 1, "a resume, not a retry");
+    assert_eq!(
+        h.hook.points(),
+        [
+            "step_init:B (replayed)",
+            "step_init:B",
+            "step_completed:B",
+            "wf_completed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_run_stopped_before_its_last_step_is_left_to_its_own_entry() {
+    let mementos = stored(json!({
+        "flowStatus": "running", "flowName": "F", "startTime": "2026-01-01T00:00:00Z",
+        "runningSteps": [step("A", "inited", 1), step("B", "prepared", 3)],
+    }))
+    .await;
+    let (a, b) = (Script::new([Act::Done]), Script::new([Act::Done]));
+    let h = harness()
+        .flow("F", &["A", "B"])
+        .step("A", &a)
+        .step("B", &b)
+        .mementos(&mementos)
+        .state(State::RUNNING)
+        .build();
+    machine().reconcile(&h.resource, &h.manager).await.unwrap();
+    assert_eq!(
+        (a.runs(), b.runs()),
+        (0, 0),
+        "nothing runs in a stable state"
+    );
+    assert_eq!(h.last().await.runtime.flow_status, FlowStatus::Running);
+}
+
+#[tokio::test]
 async fn a_run_completed_by_a_stopped_process_gets_its_completion_hooked_by_the_next_once() {
     // Saved `completed`, then the process stopped before `wf_completed` ran.
     let mementos = stored(json!({
