@@ -1157,6 +1157,7 @@ mod tests {
             retry: 0,
             resumes: 0,
             error: String::new(),
+            replayed: false,
         }
     }
 
