@@ -97,6 +97,11 @@ impl MementoCaretaker {
         &self.name
     }
 
+    /// Where the store lives, for messages: its file when it has one, else its name.
+    pub fn location(&self) -> String {
+        self.storage.location().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The cached content of the store, as plain strings (copied on the first call after a
     /// write; [`MementoCaretaker::shared_entries`] does not copy).
     pub fn entries(&self) -> &BTreeMap<String, String> {
@@ -152,10 +157,11 @@ impl MementoCaretaker {
     }
 
     fn read(&self, seq: u64, key: &str, json: &str) -> Result<StoredRuntime, MementoError> {
-        let runtime = serde_json::from_str(json).map_err(|source| MementoError::Corrupt {
-            location: format!("{}/{key}", self.name),
-            source,
-        })?;
+        let location = match self.storage.location() {
+            Some(file) => format!("{}/{key} (file {file})", self.name),
+            None => format!("{}/{key}", self.name),
+        };
+        let runtime = super::decode_runtime(&location, json)?;
         let mut document = self.document.lock().unwrap_or_else(PoisonError::into_inner);
         if document.as_ref().is_some_and(|d| d.seq == seq) {
             *document = None;
