@@ -136,8 +136,10 @@ impl<R: StateResource> ResourceWorkflow<R> {
     /// unstable state of `flow` with no run at all in its store: a run was there (the state
     /// was set by an earlier process), so the memento was deleted or lost, and the flow will
     /// start again from its first step.
+    /// A resource whose stored state is empty is brand-new (it reads as `Creating`): nothing
+    /// was lost, and nothing is said.
     pub(crate) fn warn_if_memento_lost(&self, flow: &str) {
-        if self.caretaker.shared_entries().is_empty() {
+        if self.caretaker.shared_entries().is_empty() && !self.resource.state().is_empty() {
             tracing::warn!(
                 resource = %self.key,
                 state = %self.resource.state().effective(),

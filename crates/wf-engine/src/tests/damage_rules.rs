@@ -261,24 +261,24 @@ async fn a_resource_found_in_an_unstable_state_with_no_run_is_a_warning_naming_t
 
 #[tokio::test]
 async fn a_brand_new_resource_starts_its_flow_without_a_warning() {
-    let a = Script::new([Act::Done]);
-    let h = harness()
-        .flow("F", &["A"])
-        .step("A", &a)
-        .state(State::INIT)
-        .build();
-    let sm = machine(&h.manager);
-    let (logs, _guard) = Captured::start();
-    let moved = sm.reconcile(&h.resource, &h.manager).await.unwrap();
-    assert!(
-        matches!(moved, Reconciled::Transitioned { .. }),
-        "{moved:?}"
-    );
-    sm.reconcile(&h.resource, &h.manager).await.unwrap();
-    assert_eq!(a.runs(), 1);
-    assert_eq!(h.last().await.runtime.flow_status, FlowStatus::Completed);
-    let text = logs.text();
-    assert!(!text.contains("holds no run"), "{text}");
+    // Moved into `Creating` by this process, or with an empty state (which reads as
+    // `Creating`): both are new, nothing was lost.
+    for state in [State::INIT, State::new("")] {
+        let a = Script::new([Act::Done]);
+        let h = harness()
+            .flow("F", &["A"])
+            .step("A", &a)
+            .state(state)
+            .build();
+        let sm = machine(&h.manager);
+        let (logs, _guard) = Captured::start();
+        while a.runs() == 0 {
+            sm.reconcile(&h.resource, &h.manager).await.unwrap();
+        }
+        assert_eq!(h.last().await.runtime.flow_status, FlowStatus::Completed);
+        let text = logs.text();
+        assert!(!text.contains("holds no run"), "{text}");
+    }
 }
 
 #[test]
