@@ -430,6 +430,21 @@ impl<R: StateResource> MainEnter<R> for FlowEntry<R> {
             .await
     }
 
+    async fn enter_found(
+        &self,
+        resource: &R,
+        checker: Option<&Checker<R>>,
+    ) -> Result<Reconciled, Error> {
+        let Some(checker) = checker else {
+            return self.enter(resource, None).await;
+        };
+        let mut workflow = self.manager.resource_workflow(resource).await?;
+        workflow.warn_if_memento_lost(&self.flow);
+        workflow
+            .common_main_enter(&self.flow, self.resumption, checker)
+            .await
+    }
+
     fn flow_name(&self) -> Option<&str> {
         Some(&self.flow)
     }

@@ -2,15 +2,15 @@
 //! stable states, translations out of them, and one entry per unstable state.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::failpoints::{self, failpoint};
 use crate::{
-    BoxError, Error, Event, Reconciled, ResourceLocks, Resumption, State, StateResource,
-    WorkflowManager,
+    BoxError, Error, Event, Reconciled, ResourceKey, ResourceLocks, Resumption, State,
+    StateResource, WorkflowManager,
 };
 
 /// An event checker: decides from a fresh copy of the resource whether it must leave its
@@ -24,6 +24,20 @@ pub trait MainEnter<R: StateResource>: Send + Sync {
     /// Runs the entry. `checker` is the one registered with the translation into this state
     /// (entries re-check it before starting a new flow).
     async fn enter(&self, resource: &R, checker: Option<&Checker<R>>) -> Result<Reconciled, Error>;
+
+    /// Runs the entry for a resource *found* in its state: one that this process did not
+    /// move there in its previous reconcile (the operator restarted mid-flow, or another
+    /// replica moved it), so its run should be in its memento. The default is
+    /// [`MainEnter::enter`]; a [`crate::FlowEntry`] also warns, naming the memento store,
+    /// when the store holds no run at all (it was deleted or lost: the flow starts again
+    /// from its first step).
+    async fn enter_found(
+        &self,
+        resource: &R,
+        checker: Option<&Checker<R>>,
+    ) -> Result<Reconciled, Error> {
+        self.enter(resource, checker).await
+    }
 
     /// The flow the entry runs, if it runs one (for validation).
     fn flow_name(&self) -> Option<&str> {
@@ -67,6 +81,10 @@ pub struct StateMachine<R: StateResource> {
     entries: HashMap<State, Entry<R>>,
     ignored: HashSet<String>,
     locks: ResourceLocks,
+    /// The resources this process moved into an unstable state and has not entered since:
+    /// any other resource found in an unstable state was moved there before (another
+    /// process, or this one before a restart), so it should have runs.
+    moved: Mutex<HashSet<ResourceKey>>,
 }
 
 impl<R: StateResource> std::fmt::Debug for StateMachine<R> {
@@ -89,6 +107,7 @@ impl<R: StateResource> StateMachine<R> {
             entries: HashMap::new(),
             ignored: HashSet::new(),
             locks: ResourceLocks::new(),
+            moved: Mutex::default(),
         }
     }
 
@@ -273,7 +292,19 @@ impl<R: StateResource> StateMachine<R> {
                     state,
                 });
             };
-            entry.main_enter.enter(&fresh, entry.checker.as_ref()).await
+            let moved_here = self
+                .moved
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&fresh.key());
+            if moved_here {
+                entry.main_enter.enter(&fresh, entry.checker.as_ref()).await
+            } else {
+                entry
+                    .main_enter
+                    .enter_found(&fresh, entry.checker.as_ref())
+                    .await
+            }
         }
         .instrument(span)
         .await
@@ -296,6 +327,12 @@ impl<R: StateResource> StateMachine<R> {
                     failpoint!(failpoints::STATE_UPDATE_BEFORE);
                     resource.update_state(translation.target.clone()).await?;
                     failpoint!(failpoints::STATE_UPDATE_AFTER);
+                    if self.entries.contains_key(&translation.target) {
+                        self.moved
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(resource.key());
+                    }
                     tracing::info!(from = %state, to = %translation.target, event = %event.name, "state changed");
                     return Ok(Reconciled::Transitioned {
                         from: state,

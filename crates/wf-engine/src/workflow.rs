@@ -133,6 +133,26 @@ impl<R: StateResource> ResourceWorkflow<R> {
         Ok(self.caretaker.runtimes()?)
     }
 
+    /// Warns, naming the memento store (its file), when the resource is found in the
+    /// unstable state of `flow` with no run at all in its store: a run was there (the state
+    /// was set by an earlier process), so the memento was deleted or lost, and the flow will
+    /// start again from its first step.
+    /// A resource whose stored state is empty is brand-new (it reads as `Creating`): nothing
+    /// was lost, and nothing is said.
+    pub(crate) fn warn_if_memento_lost(&self, flow: &str) {
+        if self.caretaker.shared_entries().is_empty() && !self.resource.state().is_empty() {
+            tracing::warn!(
+                resource = %self.key,
+                state = %self.resource.state().effective(),
+                flow,
+                memento = %self.caretaker.location(),
+                "the resource is in an unstable state but its memento holds no run: if a flow \
+                 was running, its memento was deleted or lost, and the flow starts again from \
+                 its first step"
+            );
+        }
+    }
+
     /// The memento store's cached content (key to JSON).
     pub fn memento_entries(&self) -> &std::collections::BTreeMap<String, String> {
         self.caretaker.entries()

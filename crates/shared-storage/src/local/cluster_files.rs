@@ -424,16 +424,27 @@ fn new_uid() -> String {
 }
 
 /// The object in `path`; `None` when the file does not exist.
+/// The most a stored object file may hold: a document of at most
+/// [`MAX_DOCUMENT_BYTES`](super::documents::MAX_DOCUMENT_BYTES), its status and its
+/// last-applied configuration. A bigger file is refused unread, naming it and its size.
+const MAX_STORED_BYTES: u64 = 4 * super::documents::MAX_DOCUMENT_BYTES;
+
 fn read_file(path: &Path) -> Result<Option<MPDCluster>, LocalError> {
-    match std::fs::read(path) {
+    use super::documents::{read_limited, Limited};
+    match read_limited(path, MAX_STORED_BYTES) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| LocalError::Corrupt {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LocalError::io(path, e)),
+        Err(Limited::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(Limited::Io(e)) => Err(LocalError::io(path, e)),
+        Err(Limited::TooLarge(bytes)) => Err(LocalError::TooLarge {
+            path: path.to_path_buf(),
+            bytes,
+            limit: MAX_STORED_BYTES,
+        }),
     }
 }
 
@@ -694,6 +705,18 @@ mod tests {
         assert_eq!(stored.metadata.annotations.unwrap()["cancelled"], "true");
         assert!(lock_path(&path).is_file(), "the lock file stays");
         assert_eq!(store.list().unwrap().len(), 1, "lock files are not objects");
+    }
+
+    #[test]
+    fn a_stored_file_over_the_limit_is_refused_unread_naming_it_and_its_size() {
+        let (_dir, store) = store();
+        store.apply(&doc("c1", 1)).unwrap();
+        let path = store.path_of("default", "c1").unwrap();
+        let huge = vec![b' '; usize::try_from(MAX_STORED_BYTES).unwrap() + 1];
+        std::fs::write(&path, huge).unwrap();
+        let err = store.read("default", "c1").unwrap_err();
+        assert!(matches!(err, LocalError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("c1.json"), "{err}");
     }
 
     #[test]

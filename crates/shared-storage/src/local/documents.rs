@@ -1,6 +1,7 @@
 //! Reading MPDCluster YAML files strictly: malformed YAML, unknown fields, wrong types and
 //! missing fields are errors naming the file and the field.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -14,6 +15,10 @@ pub const API_VERSION: &str = "mpd.polardb.aliyun.com/v1";
 /// The `kind` of an MPDCluster.
 pub const KIND: &str = "MPDCluster";
 
+/// The most bytes an MPDCluster file may hold: the API server's object limit (1 MiB), which
+/// no object it stores can pass. A larger file is refused unread.
+pub const MAX_DOCUMENT_BYTES: u64 = 1 << 20;
+
 /// The keys of `metadata` a document may set and that are checked; other metadata keys
 /// (uid, resourceVersion, ... as in a dumped object) are ignored.
 const METADATA_KEYS: [&str; 4] = ["name", "namespace", "annotations", "labels"];
@@ -21,16 +26,80 @@ const METADATA_KEYS: [&str; 4] = ["name", "namespace", "annotations", "labels"];
 /// Reads the MPDClusters of a YAML file holding one or more documents (`---`); empty
 /// documents are skipped.
 ///
-/// Errors: [`LocalError::Input`] when the file cannot be read; [`LocalError::Yaml`] when it is
+/// Errors: [`LocalError::Input`] when the file cannot be read; [`LocalError::TooLarge`] when
+/// it holds more than [`MAX_DOCUMENT_BYTES`] (it is not read); [`LocalError::Yaml`] when it is
 /// not YAML (with line and column) or holds no document; [`LocalError::Invalid`] naming the
 /// field (dotted path) for a wrong `apiVersion`/`kind`, a wrong type, a missing required field
 /// (including `metadata.name`), an invalid name and any unknown field. In a file of several
 /// documents the message starts with `document <n>:` (from 1).
 pub fn load_documents(path: &Path) -> Result<Vec<MPDCluster>, LocalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LocalError::Input {
-        path: path.to_path_buf(),
-        source,
+    let bytes = read_limited(path, MAX_DOCUMENT_BYTES).map_err(|e| match e {
+        Limited::TooLarge(bytes) => LocalError::TooLarge {
+            path: path.to_path_buf(),
+            bytes,
+            limit: MAX_DOCUMENT_BYTES,
+        },
+        Limited::Io(source) => LocalError::Input {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
+    parse_documents(path, &bytes)
+}
+
+/// Why [`read_limited`] read nothing.
+#[derive(Debug)]
+pub(crate) enum Limited {
+    /// The file holds this many bytes, more than the limit.
+    TooLarge(u64),
+    /// The file could not be read.
+    Io(std::io::Error),
+}
+
+/// The bytes of `path`, refusing unread a file of more than `limit` bytes (its size is
+/// checked before, and the read stops one byte past the limit, should it grow meanwhile).
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Limited> {
+    let file = std::fs::File::open(path).map_err(Limited::Io)?;
+    let len = file.metadata().map_err(Limited::Io)?.len();
+    if len > limit {
+        return Err(Limited::TooLarge(len));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(Limited::Io)?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > limit {
+        return Err(Limited::TooLarge(read));
+    }
+    Ok(bytes)
+}
+
+/// [`load_documents`] of the content of a file (`path` names it in errors): UTF-8, with or
+/// without a byte-order mark, lines ending in LF or CRLF, at most [`MAX_DOCUMENT_BYTES`].
+///
+/// Errors: as [`load_documents`]; [`LocalError::TooLarge`] for content over the limit, and
+/// [`LocalError::Yaml`] for content that is not UTF-8.
+pub fn parse_documents(path: &Path, bytes: &[u8]) -> Result<Vec<MPDCluster>, LocalError> {
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if len > MAX_DOCUMENT_BYTES {
+        return Err(LocalError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: len,
+            limit: MAX_DOCUMENT_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| LocalError::Yaml {
+        path: path.to_path_buf(),
+        message: format!("the file is not UTF-8 text ({e})"),
+    })?;
+    // A byte-order mark and CRLF line ends, as editors on Windows write them.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
         let value = Value::deserialize(document).map_err(|e| yaml_error(path, &e))?;
@@ -344,6 +413,85 @@ status:
         assert_eq!(c.metadata.namespace.as_deref(), Some("team-a"));
         assert_eq!(c.spec.follower_num, 1);
         assert_eq!(c.spec.share_store.as_ref().unwrap().volume_id, "wwid-1");
+    }
+
+    #[test]
+    fn a_document_over_one_mib_is_refused_naming_the_file_and_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = GOOD.replace(
+            "    note: hello\n",
+            &format!("    note: \"{}\"\n", "x".repeat(1 << 20)),
+        );
+        let path = write(&dir, "huge.yaml", &huge);
+        let err = load_documents(&path).unwrap_err();
+        let LocalError::TooLarge {
+            path: p,
+            bytes,
+            limit,
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(p, &path);
+        assert_eq!(*bytes, huge.len() as u64);
+        assert_eq!(*limit, MAX_DOCUMENT_BYTES);
+        let text = err.to_string();
+        assert!(text.contains("huge.yaml"), "{text}");
+        assert!(text.contains(&huge.len().to_string()), "{text}");
+        assert_eq!(err.exit_code(), 2);
+        // The same content handed over as bytes is refused the same way.
+        assert!(matches!(
+            parse_documents(&path, huge.as_bytes()),
+            Err(LocalError::TooLarge { .. })
+        ));
+        // Just under the limit is fine.
+        let fits = GOOD.replace(
+            "    note: hello\n",
+            &format!("    note: \"{}\"\n", "x".repeat((1 << 20) - GOOD.len())),
+        );
+        assert!(fits.len() <= 1 << 20);
+        assert_eq!(
+            load_documents(&write(&dir, "fits.yaml", &fits))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_bom_and_crlf_line_ends_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let windows = format!("\u{feff}{}", GOOD.replace('\n', "\r\n"));
+        let path = write(&dir, "windows.yaml", &windows);
+        let docs = load_documents(&path).unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].metadata.name.as_deref(), Some("c1"));
+        assert_eq!(
+            docs[0].metadata.annotations.as_ref().unwrap()["note"],
+            "hello",
+            "no carriage return is left in a value"
+        );
+        let unix = write(&dir, "unix.yaml", GOOD);
+        assert_eq!(
+            serde_json::to_value(load_documents(&unix).unwrap()).unwrap(),
+            serde_json::to_value(&docs).unwrap()
+        );
+        // Several documents with CRLF too.
+        let two =
+            format!("{GOOD}---\n{}", GOOD.replace("name: c1", "name: c2")).replace('\n', "\r\n");
+        assert_eq!(
+            load_documents(&write(&dir, "two.yaml", &two))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_malformed_naming_the_file() {
+        let err = parse_documents(Path::new("bin.yaml"), b"kind: \xff\xfe\n").unwrap_err();
+        assert!(matches!(err, LocalError::Yaml { .. }), "{err:?}");
+        assert!(err.to_string().contains("bin.yaml"), "{err}");
     }
 
     #[test]

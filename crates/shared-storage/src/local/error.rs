@@ -43,6 +43,20 @@ pub enum LocalError {
         /// What is wrong with it.
         message: String,
     },
+    /// A file is larger than the API server's object limit
+    /// ([`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES)); it is refused unread.
+    #[error(
+        "{}: {bytes} bytes, over the limit of {limit} bytes (the API server's object limit)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An input file is not well-formed YAML.
     #[error("{}: malformed YAML: {message}", path.display())]
     Yaml {
@@ -93,11 +107,12 @@ pub enum LocalError {
 
 impl LocalError {
     /// The process exit code for this error: 2 for bad input or a busy state directory
-    /// (`Locked`, `Input`, `Yaml`, `Invalid`), 1 otherwise.
+    /// (`Locked`, `Input`, `TooLarge`, `Yaml`, `Invalid`), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             LocalError::Locked { .. }
             | LocalError::Input { .. }
+            | LocalError::TooLarge { .. }
             | LocalError::Yaml { .. }
             | LocalError::Invalid { .. } => 2,
             _ => 1,
@@ -132,12 +147,13 @@ impl LocalError {
                 port: port::CLUSTERS,
                 message: self.to_string(),
             },
-            LocalError::Input { .. } | LocalError::Yaml { .. } | LocalError::Invalid { .. } => {
-                PortError::Rejected {
-                    port: port::CLUSTERS,
-                    message: self.to_string(),
-                }
-            }
+            LocalError::Input { .. }
+            | LocalError::TooLarge { .. }
+            | LocalError::Yaml { .. }
+            | LocalError::Invalid { .. } => PortError::Rejected {
+                port: port::CLUSTERS,
+                message: self.to_string(),
+            },
         }
     }
 }

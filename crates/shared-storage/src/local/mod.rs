@@ -23,6 +23,8 @@ mod state_dir;
 
 pub use backend::LocalBackend;
 pub use cluster_files::{ApplyOutcome, FileClusterStore};
-pub use documents::{load_documents, validate_paths, API_VERSION, KIND};
+pub use documents::{
+    load_documents, parse_documents, validate_paths, API_VERSION, KIND, MAX_DOCUMENT_BYTES,
+};
 pub use error::LocalError;
 pub use state_dir::StateDir;

@@ -1,7 +1,7 @@
 //! The default hook: one JSON line per event in `<log dir>/<resource type>_workflow.txt`.
 
 use std::fs::OpenOptions;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -111,7 +111,8 @@ pub enum HistoryError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not a history event.
+    /// A line is not a history event ([`read_history`] skips such a line with a warning;
+    /// [`parse_history`] returns it).
     #[error("{path}:{line}: not a history event: {source}")]
     Corrupt {
         /// The file.
@@ -125,33 +126,50 @@ pub enum HistoryError {
 }
 
 /// Reads every event of a history file (and of its rotated `.1` predecessor, first). A
-/// missing file is an empty history.
+/// missing file is an empty history. A line that is not a history event (a torn write, an
+/// edit) is skipped with a warning naming the file and the line, so one bad line does not
+/// hide the rest of the history.
 pub fn read_history(path: &Path) -> Result<Vec<HistoryEvent>, HistoryError> {
     let mut events = Vec::new();
     for file in [rotated(path), path.to_path_buf()] {
-        let handle = match std::fs::File::open(&file) {
-            Ok(handle) => handle,
+        let bytes = match std::fs::read(&file) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(HistoryError::Io { path: file, source }),
         };
-        for (n, line) in std::io::BufReader::new(handle).lines().enumerate() {
-            let line = line.map_err(|source| HistoryError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            if line.trim().is_empty() {
-                continue;
+        let (read, skipped) = parse_history(&file, &bytes);
+        for bad in &skipped {
+            if let HistoryError::Corrupt { path, line, source } = bad {
+                tracing::warn!(file = %path.display(), line, error = %source, "skipping a history line that is not a history event");
             }
-            events.push(
-                serde_json::from_str(&line).map_err(|source| HistoryError::Corrupt {
-                    path: file.clone(),
-                    line: n + 1,
-                    source,
-                })?,
-            );
         }
+        events.extend(read);
     }
     Ok(events)
+}
+
+/// Parses the content of a history file (`path` names it in errors): one event per line,
+/// blank lines ignored. Returns the events and, for every line that is not an event (not
+/// UTF-8, not JSON, not a history event), a [`HistoryError::Corrupt`] naming the file and
+/// the line; such lines are left out of the events.
+pub fn parse_history(path: &Path, bytes: &[u8]) -> (Vec<HistoryEvent>, Vec<HistoryError>) {
+    let mut events = Vec::new();
+    let mut skipped = Vec::new();
+    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<HistoryEvent>(raw) {
+            Ok(event) => events.push(event),
+            Err(source) => skipped.push(HistoryError::Corrupt {
+                path: path.to_path_buf(),
+                line: n + 1,
+                source,
+            }),
+        }
+    }
+    (events, skipped)
 }
 
 fn rotated(path: &Path) -> PathBuf {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use history::{read_history, HistoryError, HistoryEvent, HistoryEventType, HistoryRecorder};
+pub use history::{
+    parse_history, read_history, HistoryError, HistoryEvent, HistoryEventType, HistoryRecorder,
+};
 
 use crate::{ResourceKey, WorkflowRuntime};
 

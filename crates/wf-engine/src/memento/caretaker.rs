@@ -14,10 +14,12 @@ pub fn memento_key(seq: u64, flow: &str) -> String {
 }
 
 /// Splits a key into its sequence number and flow name; `None` for keys the engine did not
-/// write (they are left alone, never pruned).
+/// write (they are left alone, never pruned). The largest `u64` is no engine sequence: it
+/// would leave no next one.
 pub fn parse_memento_key(key: &str) -> Option<(u64, &str)> {
     let (seq, flow) = key.split_once('-')?;
-    Some((seq.parse().ok()?, flow))
+    let seq: u64 = seq.parse().ok()?;
+    (seq < u64::MAX).then_some((seq, flow))
 }
 
 /// A runtime as stored, with its sequence number and key.
@@ -98,6 +100,11 @@ impl MementoCaretaker {
         &self.name
     }
 
+    /// Where the store lives, for messages: its file when it has one, else its name.
+    pub fn location(&self) -> String {
+        self.storage.location().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The cached content of the store, as plain strings (copied on the first call after a
     /// write; [`MementoCaretaker::shared_entries`] does not copy).
     pub fn entries(&self) -> &BTreeMap<String, String> {
@@ -116,7 +123,9 @@ impl MementoCaretaker {
 
     /// The next sequence number: one more than the highest stored.
     pub fn next_seq(&self) -> u64 {
-        self.entries.latest().map_or(1, |(seq, _, _)| seq + 1)
+        self.entries
+            .latest()
+            .map_or(1, |(seq, _, _)| seq.saturating_add(1))
     }
 
     /// Every stored runtime, by sequence. A value that does not parse is an error naming the
@@ -153,10 +162,11 @@ impl MementoCaretaker {
     }
 
     fn read(&self, seq: u64, key: &str, json: &str) -> Result<StoredRuntime, MementoError> {
-        let runtime = serde_json::from_str(json).map_err(|source| MementoError::Corrupt {
-            location: format!("{}/{key}", self.name),
-            source,
-        })?;
+        let location = match self.storage.location() {
+            Some(file) => format!("{}/{key} (file {file})", self.name),
+            None => format!("{}/{key}", self.name),
+        };
+        let runtime = super::decode_runtime(&location, json)?;
         let mut document = self.document.lock().unwrap_or_else(PoisonError::into_inner);
         if document.as_ref().is_some_and(|d| d.seq == seq) {
             *document = None;
@@ -419,6 +429,23 @@ mod tests {
         assert_eq!(c.next_seq(), 5);
     }
 
+    /// Found by `tests/no_panic.rs`: the next sequence after `u64::MAX` overflowed.
+    #[tokio::test]
+    async fn a_key_with_the_largest_sequence_is_a_foreign_key_and_leaves_a_next_sequence() {
+        assert_eq!(parse_memento_key("18446744073709551615-F"), None);
+        let mut storage = MockMementoStorage::new();
+        storage.expect_load_all().returning(|| {
+            Ok(BTreeMap::from([
+                ("18446744073709551615-F".to_string(), "{}".to_string()),
+                ("18446744073709551614-F".to_string(), "{}".to_string()),
+            ]))
+        });
+        let c = MementoCaretaker::load("c1-workflow", Arc::new(storage), 10, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(c.next_seq(), u64::MAX);
+    }
+
     #[test]
     fn foreign_keys_are_not_memento_keys() {
         assert_eq!(
@@ -426,6 +453,10 @@ mod tests {
             Some((12, "ModifyClass"))
         );
         assert_eq!(parse_memento_key("notes"), None);
+        assert_eq!(
+            parse_memento_key("18446744073709551614-F"),
+            Some((u64::MAX - 1, "F"))
+        );
         assert_eq!(parse_memento_key("x-Flow"), None);
     }
 }

@@ -26,6 +26,29 @@ pub enum MementoError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored document is larger than a memento may be (the API server's object limit,
+    /// [`crate::memento::MAX_MEMENTO_BYTES`]); it is not read.
+    #[error(
+        "memento {location} holds {bytes} bytes, over the limit of {limit} bytes (the API \
+         server's object limit); it was not read"
+    )]
+    TooLarge {
+        /// A file path, or `<caretaker>/<key>`.
+        location: String,
+        /// The document's size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A stored document parses but is not what the engine writes: a memento file that
+    /// holds no workflow run (`{}`, or foreign keys only), or a value that is not a runtime.
+    #[error("invalid memento {location}: {message}")]
+    NotARuntime {
+        /// A file path (with the key, when one value is at fault), or `<caretaker>/<key>`.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The write would make the store larger than its budget, even after pruning old runs.
     #[error(
         "memento store {caretaker} would hold {bytes} bytes, over its budget of {budget} bytes; \

@@ -1,7 +1,7 @@
 //! A file-backed memento store: one JSON file per caretaker, replaced atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
@@ -10,7 +10,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{MementoEntries, MementoError, MementoStorage, MementoWrite};
+use super::{parse_memento_key, MementoEntries, MementoError, MementoStorage, MementoWrite};
+use crate::WorkflowRuntime;
 
 /// What identifies one version of a file: a write replaces the file (a new inode), and any
 /// other change moves its length or modification time.
@@ -120,20 +121,100 @@ impl FileMementoStorage {
     }
 }
 
-/// Reads a memento file: missing means empty; content that is not a JSON object of strings
-/// is an error naming the file.
-pub(crate) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, MementoError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| MementoError::Corrupt {
-            location: path.display().to_string(),
-            source,
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(source) => Err(MementoError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
+/// The most bytes a memento document may hold: the API server's object limit (1 MiB), which
+/// a ConfigMap memento cannot pass either. A larger file is refused unread.
+pub const MAX_MEMENTO_BYTES: u64 = 1 << 20;
+
+/// Decodes the content of a memento file (`location` names it in errors): a JSON object of
+/// strings, at most [`MAX_MEMENTO_BYTES`], holding at least one run (`<seq>-<flowName>`)
+/// whose every value is a [`WorkflowRuntime`]. Keys the engine did not write are kept as
+/// they are.
+///
+/// Errors: [`MementoError::TooLarge`]; [`MementoError::Corrupt`] for content that is not a
+/// JSON object of strings, or a value that is not a runtime (the location then names the
+/// key); [`MementoError::NotARuntime`] for a file that holds no run (`{}`): the engine never
+/// writes one, so such a file was damaged, and reading it as "no run yet" would start the
+/// resource's flow again from its first step.
+pub fn decode_memento_file(
+    location: &str,
+    bytes: &[u8],
+) -> Result<BTreeMap<String, String>, MementoError> {
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if len > MAX_MEMENTO_BYTES {
+        return Err(MementoError::TooLarge {
+            location: location.to_owned(),
+            bytes: len,
+            limit: MAX_MEMENTO_BYTES,
+        });
     }
+    let entries: BTreeMap<String, String> =
+        serde_json::from_slice(bytes).map_err(|source| MementoError::Corrupt {
+            location: location.to_owned(),
+            source,
+        })?;
+    let mut runs = 0usize;
+    for (key, value) in &entries {
+        if parse_memento_key(key).is_some() {
+            decode_runtime(&format!("{location} key {key}"), value)?;
+            runs += 1;
+        }
+    }
+    if runs == 0 {
+        return Err(MementoError::NotARuntime {
+            location: location.to_owned(),
+            message: "the file holds no workflow run (the engine never writes such a file): \
+                      restore it, or delete it to start the resource's flows over"
+                .to_owned(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Decodes one stored runtime (`location` names the store and key in errors); a value that
+/// is not a [`WorkflowRuntime`] is [`MementoError::Corrupt`], one over [`MAX_MEMENTO_BYTES`]
+/// [`MementoError::TooLarge`].
+pub fn decode_runtime(location: &str, json: &str) -> Result<WorkflowRuntime, MementoError> {
+    let len = u64::try_from(json.len()).unwrap_or(u64::MAX);
+    if len > MAX_MEMENTO_BYTES {
+        return Err(MementoError::TooLarge {
+            location: location.to_owned(),
+            bytes: len,
+            limit: MAX_MEMENTO_BYTES,
+        });
+    }
+    serde_json::from_str(json).map_err(|source| MementoError::Corrupt {
+        location: location.to_owned(),
+        source,
+    })
+}
+
+/// Reads a memento file: missing means empty; content that [`decode_memento_file`] refuses
+/// is an error naming the file. A file over [`MAX_MEMENTO_BYTES`] is refused unread.
+pub(crate) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, MementoError> {
+    let io = |source| MementoError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => return Err(io(source)),
+    };
+    let location = path.display().to_string();
+    let too_large = |bytes| MementoError::TooLarge {
+        location: location.clone(),
+        bytes,
+        limit: MAX_MEMENTO_BYTES,
+    };
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_MEMENTO_BYTES {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MEMENTO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    decode_memento_file(&location, &bytes)
 }
 
 /// Reads a memento file as entries with the stamp of the version read.
@@ -184,6 +265,19 @@ impl FileMementoStorage {
                 return Ok(cached.entries.clone());
             }
         }
+        // A file this process read or wrote with runs in it, gone now: the runs are lost, and
+        // the next run of the resource starts again from its first step. Loud, not silent.
+        let had_runs = cache.as_ref().map_or(0, |c| c.entries.len());
+        if had_runs > 0
+            && matches!(std::fs::metadata(&self.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
+            tracing::warn!(
+                file = %self.path.display(),
+                runs = had_runs,
+                "memento file was deleted while this process held its runs; they are lost, and \
+                 the resource's next flow starts from its first step"
+            );
+        }
         let path = self.path.clone();
         let read = tokio::task::spawn_blocking(move || read_cached(&path))
             .await
@@ -201,6 +295,10 @@ impl FileMementoStorage {
 impl MementoStorage for FileMementoStorage {
     async fn load_all(&self) -> Result<BTreeMap<String, String>, MementoError> {
         Ok(self.load_entries().await?.to_map())
+    }
+
+    fn location(&self) -> Option<String> {
+        Some(self.path.display().to_string())
     }
 
     async fn load_entries(&self) -> Result<MementoEntries, MementoError> {
@@ -243,6 +341,11 @@ impl MementoStorage for FileMementoStorage {
 mod tests {
     use super::*;
 
+    /// A runtime's JSON, as the engine writes it.
+    fn rt(flow: &str) -> String {
+        format!(r#"{{"flowStatus":"running","flowName":"{flow}"}}"#)
+    }
+
     fn change(key: &str, value: &str) -> MementoWrite {
         MementoWrite {
             key: key.into(),
@@ -257,11 +360,14 @@ mod tests {
         let store = FileMementoStore::new(dir.path());
         let storage = store.storage("ns", "c1-workflow");
         assert!(storage.load_all().await.unwrap().is_empty());
-        storage.write(&change("1-Create", "{}")).await.unwrap();
+        storage
+            .write(&change("1-Create", &rt("Create")))
+            .await
+            .unwrap();
         storage
             .write(&MementoWrite {
                 key: "2-Create".into(),
-                value: "{\"a\":1}".into(),
+                value: rt("Create"),
                 remove: vec!["1-Create".into()],
             })
             .await
@@ -270,7 +376,7 @@ mod tests {
         let fresh = store.storage("ns", "c1-workflow").load_all().await.unwrap();
         assert_eq!(
             fresh,
-            BTreeMap::from([("2-Create".to_string(), "{\"a\":1}".to_string())])
+            BTreeMap::from([("2-Create".to_string(), rt("Create"))])
         );
     }
 
@@ -288,7 +394,10 @@ mod tests {
             err.to_string().contains(&path.display().to_string()),
             "{err}"
         );
-        let err = storage.write(&change("2-Create", "{}")).await.unwrap_err();
+        let err = storage
+            .write(&change("2-Create", &rt("Create")))
+            .await
+            .unwrap_err();
         assert!(matches!(err, MementoError::Corrupt { .. }));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"1-Create\": ");
     }
@@ -298,14 +407,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileMementoStore::new(dir.path());
         let storage = store.storage("ns", "c1-workflow");
-        storage.write(&change("1-Create", "{}")).await.unwrap();
+        storage
+            .write(&change("1-Create", &rt("Create")))
+            .await
+            .unwrap();
         assert_eq!(
             storage.load_all().await.unwrap().len(),
             1,
             "served from the cache"
         );
         let path = store.path_of("ns", "c1-workflow");
-        write_atomically(&path, br#"{"1-Create": "{}", "2-Upgrade": "{}"}"#).unwrap();
+        let both = serde_json::json!({"1-Create": rt("Create"), "2-Upgrade": rt("Upgrade")});
+        write_atomically(&path, both.to_string().as_bytes()).unwrap();
         let again = store.storage("ns", "c1-workflow").load_all().await.unwrap();
         assert_eq!(again.keys().collect::<Vec<_>>(), ["1-Create", "2-Upgrade"]);
         store.forget("ns", "c1-workflow");
@@ -325,11 +438,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileMementoStore::new(dir.path().join("root"));
         let storage = store.storage("ns", "c1-workflow");
-        storage.write(&change("1-Create", "{}")).await.unwrap();
+        storage
+            .write(&change("1-Create", &rt("Create")))
+            .await
+            .unwrap();
         // The namespace directory becomes a file: the next write cannot create its temp file.
         std::fs::remove_dir_all(dir.path().join("root/ns")).unwrap();
         std::fs::write(dir.path().join("root/ns"), "not a directory").unwrap();
-        let err = storage.write(&change("2-Upgrade", "{}")).await.unwrap_err();
+        let err = storage
+            .write(&change("2-Upgrade", &rt("Upgrade")))
+            .await
+            .unwrap_err();
         assert!(matches!(err, MementoError::Io { .. }), "{err}");
         let cache = storage.cache.lock().await;
         let cached = cache.as_ref().unwrap();
@@ -344,7 +463,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileMementoStore::new(dir.path());
         let storage = store.storage("ns", "c1-workflow");
-        storage.write(&change("1-Create", "{}")).await.unwrap();
+        storage
+            .write(&change("1-Create", &rt("Create")))
+            .await
+            .unwrap();
         let leftover = dir.path().join("ns/.c1-workflow.json.tmp-999-0");
         std::fs::write(&leftover, "garbage from a crash").unwrap();
         let fresh = store.storage("ns", "c1-workflow").load_all().await.unwrap();

@@ -23,7 +23,10 @@ use async_trait::async_trait;
 pub use caretaker::{memento_key, parse_memento_key, MementoCaretaker, StoredRuntime};
 pub use entries::MementoEntries;
 pub use error::MementoError;
-pub use file_store::{write_atomically, FileMementoStorage, FileMementoStore};
+pub use file_store::{
+    decode_memento_file, decode_runtime, write_atomically, FileMementoStorage, FileMementoStore,
+    MAX_MEMENTO_BYTES,
+};
 pub use memory_store::{InMemoryMementoStorage, InMemoryMementoStore};
 
 use crate::{ResourceKey, StateResource};
@@ -64,6 +67,12 @@ pub trait MementoStorage: Send + Sync {
     ) -> Result<(), MementoError> {
         let _ = value;
         self.write(change).await
+    }
+
+    /// Where the store lives, for errors and warnings (a file's path); `None` when the
+    /// caretaker's name says it all (the default).
+    fn location(&self) -> Option<String> {
+        None
     }
 
     /// The store's content as [`MementoEntries`], which the caretaker loads. A store that

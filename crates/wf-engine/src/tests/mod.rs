@@ -3,6 +3,7 @@
 //! checks; `docs/SEMANTICS.md` names the test behind every rule.
 
 mod crash_rules;
+mod damage_rules;
 mod execution_rules;
 mod improvements;
 mod loop_rules;

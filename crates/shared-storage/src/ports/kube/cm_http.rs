@@ -158,6 +158,42 @@ fn parse_status(reply: &Reply, call: &Call) -> Result<CmStatus, PortError> {
     })
 }
 
+/// The outcome of an action's reply: HTTP 2xx and envelope `code` 200, or a failure message
+/// with one of `done_texts`, is done.
+fn action_outcome(reply: &Reply, call: &Call, done_texts: &[&str]) -> Result<(), PortError> {
+    if !reply.is_success() {
+        return Err(reply.refused(PORT, call));
+    }
+    let envelope: Envelope = reply.json(PORT, call)?;
+    if envelope.code == 200 {
+        return Ok(());
+    }
+    if let Some(text) = done_texts.iter().find(|t| envelope.msg.contains(*t)) {
+        tracing::info!(call = %call.describe(), msg = %envelope.msg, "cluster manager says {text:?}; counted as done");
+        return Ok(());
+    }
+    Err(envelope_error(call, envelope.code, &envelope.msg))
+}
+
+/// Decodes the reply of a CM action (`POST /v1/enable`, `/v1/add_ins`, `/v1/remove_ins`,
+/// `/v1/switchover`): `Ok` when done (envelope `code` 200, or a message containing one of
+/// `done_texts`), else the error the port returns.
+pub fn decode_cm_action(status: u16, body: &str, done_texts: &[&str]) -> Result<(), PortError> {
+    let call = Call::get("http://cm", "/v1/action");
+    action_outcome(&Reply::of(PORT, status, body)?, &call, done_texts)
+}
+
+/// Decodes the reply of `GET /v1/status?type=visual` into the CM's status, or the error the
+/// port returns (a failure envelope, a body that is not a status document, a non-2xx status).
+pub fn decode_cm_status(status: u16, body: &str) -> Result<CmStatus, PortError> {
+    let call = Call::get("http://cm", "/v1/status");
+    let reply = Reply::of(PORT, status, body)?;
+    if !reply.is_success() {
+        return Err(reply.refused(PORT, &call));
+    }
+    parse_status(&reply, &call)
+}
+
 /// A `code` other than 200.
 fn envelope_error(call: &Call, code: i64, msg: &str) -> PortError {
     let message = format!("{}: code {code}: {msg}", call.describe());
@@ -203,18 +239,7 @@ impl HttpCmApi {
     /// Sends an action; `done_texts` in a failure message count as success.
     async fn action(&self, call: Call, done_texts: &[&str]) -> Result<(), PortError> {
         let reply = self.send(&call).await?;
-        if !reply.is_success() {
-            return Err(reply.refused(PORT, &call));
-        }
-        let envelope: Envelope = reply.json(PORT, &call)?;
-        if envelope.code == 200 {
-            return Ok(());
-        }
-        if let Some(text) = done_texts.iter().find(|t| envelope.msg.contains(*t)) {
-            tracing::info!(call = %call.describe(), msg = %envelope.msg, "cluster manager says {text:?}; counted as done");
-            return Ok(());
-        }
-        Err(envelope_error(&call, envelope.code, &envelope.msg))
+        action_outcome(&reply, &call, done_texts)
     }
 
     fn post(&self, base_url: &str, path: &str, body: &impl Serialize) -> Result<Call, PortError> {

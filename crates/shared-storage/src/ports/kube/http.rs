@@ -218,6 +218,19 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// A reply of HTTP status `status` with `body`, for the decoders of replies; a number
+    /// that is not an HTTP status is `Rejected`.
+    pub(crate) fn of(port: &'static str, status: u16, body: &str) -> Result<Reply, PortError> {
+        let code = StatusCode::from_u16(status).map_err(|err| PortError::Rejected {
+            port,
+            message: format!("HTTP status {status}: {err}"),
+        })?;
+        Ok(Reply {
+            status: code,
+            body: body.to_owned(),
+        })
+    }
+
     /// Whether the status is 2xx.
     pub(crate) fn is_success(&self) -> bool {
         self.status.is_success()
@@ -264,8 +277,9 @@ impl Reply {
     }
 }
 
-/// The message of an error body: its `error` or `msg` field, or the body itself.
-fn server_message(body: &str) -> String {
+/// The message of an error body, as the ports quote it in errors: its `error`, `msg` or
+/// `message` field when the body is JSON, else the body, trimmed and cut to a readable length.
+pub fn server_message(body: &str) -> String {
     let from_json = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {

@@ -69,6 +69,18 @@ mod port_range;
 mod sms_jobs;
 mod storage;
 
+/// The decoders of the HTTP replies of the SMS and CM ports, as pure functions of an HTTP
+/// status and a body: what the adapters run on every reply (and on the SMS job record),
+/// callable on their own for tests and fuzzing (`fuzz/`). None of them panics on any input.
+pub mod decode {
+    pub use super::cm_http::{decode_cm_action, decode_cm_status};
+    pub use super::http::server_message;
+    pub use super::sms_jobs::decode_sms_job_record;
+    pub use super::storage::{
+        decode_sms_owner, decode_sms_ready, decode_sms_started, decode_sms_topo, SmsPoll,
+    };
+}
+
 pub use accounts::KubeAccountStore;
 pub use catalog::{KubeClassCatalog, KubeVersionCatalog};
 pub use cluster_manager::{CmBaseUrlFn, KubeClusterManager};

@@ -98,6 +98,30 @@ pub(crate) struct Stored {
     resource_version: Option<String>,
 }
 
+/// The job of a record's `job` value (`what` names the ConfigMap in errors); `None` when
+/// the key is absent or blank.
+fn parse_job(
+    port: &'static str,
+    what: &str,
+    json: Option<&str>,
+) -> Result<Option<SmsJob>, PortError> {
+    let Some(json) = json.filter(|j| !j.trim().is_empty()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|err| PortError::Rejected {
+            port,
+            message: format!("{what} key {KEY_JOB}: invalid job record: {err}"),
+        })
+}
+
+/// Decodes the `job` value of a PVC's SMS record (ConfigMap `<pvc>.sms`): `Ok(true)` for a
+/// job in flight, `Ok(false)` for none (blank), else the error the storage port returns.
+pub fn decode_sms_job_record(json: &str) -> Result<bool, PortError> {
+    parse_job("storage", "configmap <pvc>.sms", Some(json)).map(|job| job.is_some())
+}
+
 /// Reads and writes the records.
 #[derive(Clone)]
 pub(crate) struct SmsRecords {
@@ -134,15 +158,7 @@ impl SmsRecords {
             return Ok(Stored::default());
         };
         let data = cm.data.unwrap_or_default();
-        let job = match data.get(KEY_JOB).filter(|j| !j.trim().is_empty()) {
-            Some(json) => Some(
-                serde_json::from_str(json).map_err(|err| PortError::Rejected {
-                    port: self.port,
-                    message: format!("{} key {KEY_JOB}: invalid job record: {err}", what(pvc)),
-                })?,
-            ),
-            None => None,
-        };
+        let job = parse_job(self.port, &what(pvc), data.get(KEY_JOB).map(String::as_str))?;
         Ok(Stored {
             record: SmsRecord {
                 formatted_for: data.get(KEY_FORMATTED_FOR).cloned(),

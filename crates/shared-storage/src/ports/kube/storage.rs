@@ -123,6 +123,130 @@ enum Poll<T> {
     Finished(T),
 }
 
+/// A refusal: `can not find pvc …` is `NotFound`, anything else `Rejected`.
+fn refusal(reply: &Reply, call: &Call, pvc: &PvcRef) -> PortError {
+    if reply.contains("can not find pvc") {
+        PortError::NotFound {
+            port: PORT,
+            what: format!(
+                "pvc {} in the storage manager ({}: {})",
+                pvc_name(pvc),
+                call.describe(),
+                reply.message()
+            ),
+        }
+    } else {
+        reply.refused(PORT, call)
+    }
+}
+
+/// What the reply of a poll of a job says: a failure naming an unknown workflow is
+/// `Unknown`, another failure an error, JSON `null` `Running`, else the finished reply.
+fn poll_outcome<T: serde::de::DeserializeOwned>(
+    reply: &Reply,
+    call: &Call,
+    pvc: &PvcRef,
+) -> Result<Poll<T>, PortError> {
+    if !reply.is_success() {
+        if reply.contains("can not find workflow") {
+            return Ok(Poll::Unknown);
+        }
+        return Err(refusal(reply, call, pvc));
+    }
+    let value: Option<T> = reply.json(PORT, call)?;
+    Ok(value.map_or(Poll::Running, Poll::Finished))
+}
+
+/// The owner in the reply of `GET /pvcs/<pvc>`; `None` when the SMS does not know the PVC.
+fn owner_outcome(reply: &Reply, call: &Call) -> Result<Option<String>, PortError> {
+    if !reply.is_success() {
+        if reply.contains(CAN_NOT_FIND) {
+            return Ok(None);
+        }
+        return Err(reply.refused(PORT, call));
+    }
+    let view: PvcView = reply.json(PORT, call)?;
+    Ok(Some(view.db_cluster_name))
+}
+
+/// What a poll of an SMS job answered, as [`decode_sms_ready`] and [`decode_sms_topo`]
+/// decode it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmsPoll {
+    /// JSON `null`: the workflow runs.
+    Running,
+    /// The SMS does not know the workflow.
+    Unknown,
+    /// `GET /pvcs/ready` of a finished workflow: whether the volume is ready.
+    Ready(bool),
+    /// `GET /pvcs/topo` of a finished workflow: the write node and the read nodes.
+    Topology {
+        /// The write node's id, empty when there is none.
+        write_node: String,
+        /// The read nodes' ids.
+        read_nodes: Vec<String>,
+    },
+}
+
+/// The PVC the decoders name in their errors.
+fn decoded_pvc() -> PvcRef {
+    PvcRef {
+        namespace: "default".to_owned(),
+        name: "pvc".to_owned(),
+    }
+}
+
+/// Decodes the reply of a job's start (`POST /pvcs/use`, `/pvcs/lock`, `/pvcs/release`):
+/// `Some(workflow id)`, `None` when the PVC is busy (`locked by …`), else the error the port
+/// returns.
+pub fn decode_sms_started(status: u16, body: &str) -> Result<Option<String>, PortError> {
+    let call = Call::get("http://sms", "/pvcs/use");
+    let reply = Reply::of(PORT, status, body)?;
+    if !reply.is_success() {
+        if reply.contains("locked by") {
+            return Ok(None);
+        }
+        return Err(refusal(&reply, &call, &decoded_pvc()));
+    }
+    KubeStorageManager::workflow_id(&reply, &call).map(Some)
+}
+
+/// Decodes the reply of a poll of `GET /pvcs/ready`.
+pub fn decode_sms_ready(status: u16, body: &str) -> Result<SmsPoll, PortError> {
+    let call = Call::get("http://sms", "/pvcs/ready");
+    let reply = Reply::of(PORT, status, body)?;
+    Ok(
+        match poll_outcome::<ReadyReply>(&reply, &call, &decoded_pvc())? {
+            Poll::Running => SmsPoll::Running,
+            Poll::Unknown => SmsPoll::Unknown,
+            Poll::Finished(ready) => SmsPoll::Ready(ready.is_ready),
+        },
+    )
+}
+
+/// Decodes the reply of a poll of `GET /pvcs/topo`.
+pub fn decode_sms_topo(status: u16, body: &str) -> Result<SmsPoll, PortError> {
+    let call = Call::get("http://sms", "/pvcs/topo");
+    let reply = Reply::of(PORT, status, body)?;
+    Ok(
+        match poll_outcome::<TopoReply>(&reply, &call, &decoded_pvc())? {
+            Poll::Running => SmsPoll::Running,
+            Poll::Unknown => SmsPoll::Unknown,
+            Poll::Finished(topo) => SmsPoll::Topology {
+                write_node: topo.write_node.map(|n| n.node_id).unwrap_or_default(),
+                read_nodes: topo.read_nodes.into_iter().map(|n| n.node_id).collect(),
+            },
+        },
+    )
+}
+
+/// Decodes the reply of `GET /pvcs/<pvc>`: the owner the SMS records, `None` when it does
+/// not know the PVC.
+pub fn decode_sms_owner(status: u16, body: &str) -> Result<Option<String>, PortError> {
+    let call = Call::get("http://sms", "/pvcs/pvc");
+    owner_outcome(&Reply::of(PORT, status, body)?, &call)
+}
+
 /// The production [`StorageManager`]: the SMS over HTTP, job records in ConfigMaps.
 pub struct KubeStorageManager {
     client: kube::Client,
@@ -261,23 +385,6 @@ impl KubeStorageManager {
         Ok(Progress::Done(()))
     }
 
-    /// A refusal: `can not find pvc …` is `NotFound`, anything else `Rejected`.
-    fn refusal(&self, reply: &Reply, call: &Call, pvc: &PvcRef) -> PortError {
-        if reply.contains("can not find pvc") {
-            PortError::NotFound {
-                port: PORT,
-                what: format!(
-                    "pvc {} in the storage manager ({}: {})",
-                    pvc_name(pvc),
-                    call.describe(),
-                    reply.message()
-                ),
-            }
-        } else {
-            reply.refused(PORT, call)
-        }
-    }
-
     /// Polls `GET <path>?name&namespace&workflowId` once.
     async fn poll<T: serde::de::DeserializeOwned>(
         &self,
@@ -292,14 +399,7 @@ impl KubeStorageManager {
             .query("workflowId", workflow_id)
             .final_texts(FINAL_TEXTS);
         let reply = self.send(&call).await?;
-        if !reply.is_success() {
-            if reply.contains("can not find workflow") {
-                return Ok(Poll::Unknown);
-            }
-            return Err(self.refusal(&reply, &call, pvc));
-        }
-        let value: Option<T> = reply.json(PORT, &call)?;
-        Ok(value.map_or(Poll::Running, Poll::Finished))
+        poll_outcome(&reply, &call, pvc)
     }
 
     /// Writes `record` (the job started or finished).
@@ -485,14 +585,7 @@ impl KubeStorageManager {
             .query("namespace", &pvc.namespace)
             .final_texts(FINAL_TEXTS);
         let reply = self.send(&call).await?;
-        if !reply.is_success() {
-            if reply.contains(CAN_NOT_FIND) {
-                return Ok(None);
-            }
-            return Err(reply.refused(PORT, &call));
-        }
-        let view: PvcView = reply.json(PORT, &call)?;
-        Ok(Some(view.db_cluster_name))
+        owner_outcome(&reply, &call)
     }
 }
 
@@ -526,7 +619,7 @@ impl StorageManager for KubeStorageManager {
                     reply.message()
                 )));
             }
-            return Err(self.refusal(&reply, &call, pvc));
+            return Err(refusal(&reply, &call, pvc));
         }
         let workflow_id = Self::workflow_id(&reply, &call)?;
         let job = SmsJob {
@@ -573,7 +666,7 @@ impl StorageManager for KubeStorageManager {
                     reply.message()
                 )));
             }
-            return Err(self.refusal(&reply, &call, pvc));
+            return Err(refusal(&reply, &call, pvc));
         }
         let workflow_id = Self::workflow_id(&reply, &call)?;
         let job = SmsJob {
