@@ -323,13 +323,9 @@ fn upgrade_file_moves_the_cluster_to_the_new_version() {
     );
 }
 
-#[test]
-fn switch_rw_file_makes_the_named_ro_the_leader() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
-    // switch-rw.yaml names its target in the annotation; point it at an RO of this run.
-    let target = base
-        .status
+/// The insId of an RO of `cr`.
+fn an_ro(cr: &MPDCluster) -> String {
+    cr.status
         .as_ref()
         .unwrap()
         .db_instance_status
@@ -337,12 +333,26 @@ fn switch_rw_file_makes_the_named_ro_the_leader() {
         .find(|i| i.ins_type == "ro")
         .unwrap()
         .ins_id
-        .clone();
-    let template = std::fs::read_to_string(example("switch-rw.yaml")).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&template).unwrap();
-    doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.clone());
-    let file = dir.path().join("switch.yaml");
+        .clone()
+}
+
+/// `examples/<template>` with the annotation `switchRw: target`, written into `dir`.
+fn switching_to(dir: &Path, template: &str, target: &str) -> PathBuf {
+    let text = std::fs::read_to_string(example(template)).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.to_owned());
+    let file = dir.join(format!("switch-{template}"));
     std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn switch_rw_file_makes_the_named_ro_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
+    // switch-rw.yaml names its target in the annotation; point it at an RO of this run.
+    let target = an_ro(&base);
+    let file = switching_to(dir.path(), "switch-rw.yaml", &target);
     let switched = apply_change(dir.path(), &file);
     assert_eq!(switched.status.unwrap().leader_instance_id, target);
 }
@@ -351,21 +361,8 @@ fn switch_rw_file_makes_the_named_ro_the_leader() {
 fn a_restart_and_a_switchover_applied_together_both_run_and_both_requests_are_consumed() {
     let dir = tempfile::tempdir().unwrap();
     let base = apply_change(dir.path(), &example("mpdcluster.yaml"));
-    let target = base
-        .status
-        .as_ref()
-        .unwrap()
-        .db_instance_status
-        .values()
-        .find(|i| i.ins_type == "ro")
-        .unwrap()
-        .ins_id
-        .clone();
-    let template = std::fs::read_to_string(example("restart.yaml")).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&template).unwrap();
-    doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(target.clone());
-    let file = dir.path().join("restart-and-switch.yaml");
-    std::fs::write(&file, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let target = an_ro(&base);
+    let file = switching_to(dir.path(), "restart.yaml", &target);
     let after = apply_change(dir.path(), &file);
     assert_eq!(
         after.status.unwrap().leader_instance_id,
