@@ -17,6 +17,7 @@ use super::backend::{Backend, InspectError};
 use super::stdout::Stdout;
 use super::EXIT_OK;
 use crate::crd::{annotations, ins_type, InstanceStatus, MPDCluster};
+use crate::registration::STABLE_STATES;
 
 /// Runs an inspection command of the command line (`workflows`, `history`, `get`,
 /// `status`, `recover`, `cancel`) on the backend its flags name; returns the exit code.
@@ -212,8 +213,24 @@ async fn annotate(
     Ok(())
 }
 
-/// The stable states: no flow runs in them.
-const STABLE_STATES: [&str; 3] = ["Running", "Interrupt", "Init"];
+/// The resource's `status.clusterStatus` (empty for one never reconciled).
+async fn state_of(backend: &Backend, name: &str) -> Result<String, InspectError> {
+    Ok(backend
+        .object(name)
+        .await?
+        .status
+        .unwrap_or_default()
+        .cluster_status)
+}
+
+/// A state as a refusal names it: `new` for the empty state.
+fn shown(state: &str) -> &str {
+    if state.is_empty() {
+        "new"
+    } else {
+        state
+    }
+}
 
 fn refused(backend: &Backend, name: &str, reason: String) -> InspectError {
     InspectError::Refused {
@@ -230,18 +247,15 @@ pub async fn recover(
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
-    let state = backend
-        .object(name)
-        .await?
-        .status
-        .unwrap_or_default()
-        .cluster_status;
+    let state = state_of(backend, name).await?;
     if state != "Interrupt" {
-        let state = if state.is_empty() { "new" } else { &state };
         return Err(refused(
             backend,
             name,
-            format!("is {state}, not Interrupt: there is nothing to recover"),
+            format!(
+                "is {}, not Interrupt: there is nothing to recover",
+                shown(&state)
+            ),
         ));
     }
     let done = if backend.is_cluster() {
@@ -267,23 +281,20 @@ pub async fn cancel(
     name: &str,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
-    let state = backend
-        .object(name)
-        .await?
-        .status
-        .unwrap_or_default()
-        .cluster_status;
+    let state = state_of(backend, name).await?;
     let running = backend
         .runtimes(name)
         .await?
         .iter()
         .any(|stored| !stored.runtime.flow_status.is_finished());
     if !running && (state.is_empty() || STABLE_STATES.contains(&state.as_str())) {
-        let state = if state.is_empty() { "new" } else { &state };
         return Err(refused(
             backend,
             name,
-            format!("is {state} with no flow running: there is nothing to cancel"),
+            format!(
+                "is {} with no flow running: there is nothing to cancel",
+                shown(&state)
+            ),
         ));
     }
     annotate(
