@@ -54,15 +54,6 @@ async fn starts(h: &KubeHarness) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// The node no instance runs on (the engine port is taken on the others).
-async fn free_node(h: &KubeHarness) -> String {
-    let used: Vec<String> = h.pods().await.values().map(KubeHarness::node).collect();
-    (1..=4)
-        .map(|n| format!("node-{n}"))
-        .find(|n| !used.contains(n))
-        .expect("a free node")
-}
-
 async fn running() -> KubeHarness {
     KubeHarness::created(2).await
 }
@@ -396,7 +387,7 @@ async fn delete_releases_the_storage_drops_the_finalizer_and_the_object_is_gone(
 async fn migrate_ro_moves_its_pod_to_the_target_node() {
     let mut h = running().await;
     let ro = h.of_type("ro").await[0].clone();
-    let free = free_node(&h).await;
+    let free = h.free_node().await;
     h.annotate(annotations::MIGRATE, &format!("{}|{free}", ro.ins_id))
         .await;
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
@@ -417,7 +408,7 @@ async fn migrate_ro_moves_its_pod_to_the_target_node() {
 async fn migrate_rw_moves_the_rw_pod_to_the_target_node() {
     let mut h = running().await;
     let rw = h.of_type("rw").await[0].clone();
-    let free = free_node(&h).await;
+    let free = h.free_node().await;
     h.annotate(annotations::MIGRATE, &format!("{}|{free}", rw.ins_id))
         .await;
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);

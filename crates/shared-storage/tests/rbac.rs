@@ -35,15 +35,6 @@ async fn settled(h: &mut KubeHarness, what: &str) {
     assert_eq!(h.settle().await, "Running", "{what}: {:?}", h.errors);
 }
 
-/// The node no instance runs on.
-async fn free_node(h: &KubeHarness) -> String {
-    let used: Vec<String> = h.pods().await.values().map(KubeHarness::node).collect();
-    (1..=4)
-        .map(|n| format!("node-{n}"))
-        .find(|n| !used.contains(n))
-        .expect("a free node")
-}
-
 /// Every flow once, on the harness's recording operator.
 async fn flow_suite(h: &mut KubeHarness) {
     h.patch_spec(json!({"classInfoModifyTo": {"className": "polar.o.x4.large"}}))
@@ -81,12 +72,12 @@ async fn flow_suite(h: &mut KubeHarness) {
     h.annotate(annotations::EXTEND_STORAGE, "1").await;
     settled(h, "ExtendStorage").await;
     let ro = h.of_type("ro").await[0].clone();
-    let free = free_node(h).await;
+    let free = h.free_node().await;
     h.annotate(annotations::MIGRATE, &format!("{}|{free}", ro.ins_id))
         .await;
     settled(h, "MigrateRo").await;
     let rw = h.of_type("rw").await[0].clone();
-    let free = free_node(h).await;
+    let free = h.free_node().await;
     h.annotate(annotations::MIGRATE, &format!("{}|{free}", rw.ins_id))
         .await;
     settled(h, "MigrateRw").await;

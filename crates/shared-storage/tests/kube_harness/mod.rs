@@ -202,6 +202,15 @@ impl KubeHarness {
         self.state().await
     }
 
+    /// The seeded node no instance runs on (the engine port is taken on the others).
+    pub async fn free_node(&self) -> String {
+        let used: Vec<String> = self.pods().await.values().map(Self::node).collect();
+        (1..=4)
+            .map(|n| format!("node-{n}"))
+            .find(|n| !used.contains(n))
+            .expect("a free node")
+    }
+
     /// The MPDCluster.
     pub async fn cr(&self) -> MPDCluster {
         self.api.get(NAME).await.expect("the cluster")
