@@ -56,7 +56,7 @@ enum Change {
     Create,
     /// A file of `examples/`.
     File(&'static str),
-    /// `examples/switch-rw.yaml` with `RO_INS_ID` replaced by the first RO.
+    /// `examples/switch-rw.yaml` with its `switchRw` annotation set to the first RO.
     SwitchRw,
     /// The sample with one annotation.
     Annotate(&'static str, Target),
@@ -1020,7 +1020,12 @@ fn prepare(root: &Path, case: FlowCase, prepared: &Path, dir: &Path) -> Result<P
             let path = root.join("examples/switch-rw.yaml");
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            write("change.yaml", text.replace("RO_INS_ID", &ro))
+            let mut doc: serde_yaml::Value =
+                serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            doc["metadata"]["annotations"]["switchRw"] = serde_yaml::Value::String(ro);
+            let text =
+                serde_yaml::to_string(&doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            write("change.yaml", text)
         }
         Change::Annotate(key, target) => {
             let cluster = read_cluster()?;
