@@ -113,7 +113,7 @@ fn run_example(file: &str, flows: &[&str]) -> (MPDCluster, MPDCluster) {
 }
 
 /// The files this suite runs; a new example must be added here.
-const COVERED: [&str; 14] = [
+const COVERED: [&str; 15] = [
     "mpdcluster.yaml",
     "restart.yaml",
     "restart-ins.yaml",
@@ -124,6 +124,7 @@ const COVERED: [&str; 14] = [
     "modify-class.yaml",
     "upgrade.yaml",
     "rebuild.yaml",
+    "rebuild-ro.yaml",
     "add-ro.yaml",
     "remove-ro.yaml",
     "scale-in.yaml",
@@ -224,6 +225,50 @@ fn rebuild_rebuilds_the_cluster_and_consumes_force_rebuild() {
     let (_, after) = run_example("rebuild.yaml", &["SharedStorageClusterRebuild"]);
     assert_eq!(ids_of(&after, "rw").len(), 1);
     assert_eq!(ids_of(&after, "ro").len(), 2);
+}
+
+#[test]
+fn rebuild_ro_replaces_the_failed_ro_with_a_new_incarnation() {
+    let (before, after) = run_example("rebuild-ro.yaml", &["SharedStorageClusterRebuildRo"]);
+    let ros = ids_of(&after, "ro");
+    assert_eq!(ros.len(), 2);
+    assert!(
+        !ros.contains(&"1004".to_owned()),
+        "1004 was replaced: {ros:?}"
+    );
+    assert!(ros.contains(&"1006".to_owned()));
+    assert_eq!(ids_of(&before, "rw"), ids_of(&after, "rw"));
+    let status = after.status.as_ref().unwrap();
+    assert!(status
+        .db_instance_status
+        .values()
+        .all(|e| !e.current_state.state.eq_ignore_ascii_case("failed")));
+    assert_eq!(
+        annotation(&after, shared_storage::local::sim_requests::FAIL_INSTANCE),
+        None
+    );
+}
+
+#[test]
+fn a_simulated_failure_of_an_unknown_instance_is_bad_input_naming_the_annotation() {
+    let dir = tempfile::tempdir().unwrap();
+    apply(dir.path(), "mpdcluster.yaml");
+    let yaml = std::fs::read_to_string(examples_dir().join("rebuild-ro.yaml"))
+        .unwrap()
+        .replace("fail-instance: \"1004\"", "fail-instance: \"4242\"");
+    let file = dir.path().join("fail-4242.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = op(dir.path(), &["local", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fail-4242.yaml")
+            && stderr.contains("sim.mpd.polardb.aliyun.com/fail-instance")
+            && stderr.contains("4242")
+            && stderr.contains("1002, 1004, 1006"),
+        "{stderr}"
+    );
+    assert_eq!(runs(dir.path()).len(), 1, "no flow started");
 }
 
 #[test]

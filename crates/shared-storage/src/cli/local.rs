@@ -21,12 +21,13 @@ use super::{EXIT_INTERRUPTED, EXIT_OK};
 #[cfg(doc)]
 use super::{EXIT_SIGINT, EXIT_SIGTERM};
 use crate::crd::MPDCluster;
-use crate::local::{validate_paths, ApplyOutcome, LocalBackend, LocalError};
+use crate::local::{sim_requests, validate_paths, ApplyOutcome, LocalBackend, LocalError};
 use crate::operator::{Operator, OperatorBuilder};
 use crate::ports::sim::SimConfig;
 use crate::ports::{CallRetry, ClusterStore};
 use crate::registration::RESOURCE_TYPE;
 use crate::service::ServiceConfig;
+use crate::status::{Leadership, MonitorConfig, StatusMonitor};
 
 fn exit_code(err: &LocalError) -> u8 {
     u8::try_from(err.exit_code()).unwrap_or(EXIT_INTERRUPTED)
@@ -108,6 +109,39 @@ fn apply(
         }
     }
     Ok(keys)
+}
+
+/// Serves the simulator requests of the applied documents ([`sim_requests`]), printing
+/// each one served.
+async fn serve_sim_requests(
+    backend: &LocalBackend,
+    op: &Operator,
+    docs: &[(PathBuf, MPDCluster)],
+) -> Result<(), LocalError> {
+    let monitor = StatusMonitor::new(
+        op.service.clone(),
+        op.machine.locks().clone(),
+        Leadership::always(),
+        MonitorConfig::default(),
+    );
+    for (path, doc) in docs {
+        let key = key_of(doc);
+        let served = sim_requests::serve(
+            &backend.clusters,
+            &backend.sim,
+            &monitor,
+            path,
+            &key.namespace,
+            &key.name,
+        )
+        .await?;
+        if let sim_requests::Served::Failed { ins_id } = served {
+            Stdout::new().line(format_args!(
+                "{key}: simulator: instance {ins_id} fails (as after a host failure)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The exit code of the summary.
@@ -221,6 +255,10 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
             return exit_code(&err);
         }
     };
+    if let Err(err) = serve_sim_requests(&backend, &op, &docs).await {
+        eprintln!("error: {err}");
+        return exit_code(&err);
+    }
     let workers = usize::from(args.workers);
     // Read before the settle: a write that lands during it (a `recover` from another
     // process just after the reconcile looked) is a change the watch loop still sees.
@@ -250,8 +288,15 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         let mut changed: Vec<ResourceKey> = Vec::new();
         if now != seen {
             seen = now;
-            match documents(&args.files, &global.namespace).and_then(|docs| apply(&backend, &docs))
+            let applied = match documents(&args.files, &global.namespace)
+                .and_then(|docs| apply(&backend, &docs).map(|keys| (docs, keys)))
             {
+                Ok((docs, keys)) => serve_sim_requests(&backend, &op, &docs)
+                    .await
+                    .map(|()| keys),
+                Err(err) => Err(err),
+            };
+            match applied {
                 Ok(applied) => changed.extend(applied),
                 Err(err) => {
                     eprintln!("error: {err} (not applied; fix the file)");

@@ -9,7 +9,8 @@
 //!   ([`Simulation::persistent`](crate::ports::sim::Simulation::persistent));
 //! - `mementos/`, `history/`: for the workflow engine.
 //!
-//! `local` applies a document with `kubectl apply`'s three-way merge ([`last_applied`]).
+//! `local` applies a document with `kubectl apply`'s three-way merge ([`last_applied`]), then
+//! serves the simulator requests it carries ([`sim_requests`]).
 //!
 //! Every file is replaced atomically (temp file, fsync, rename, fsync of the directory).
 
@@ -19,6 +20,7 @@ mod cluster_files;
 mod documents;
 mod error;
 pub mod last_applied;
+pub mod sim_requests;
 mod state_dir;
 
 pub use backend::LocalBackend;
