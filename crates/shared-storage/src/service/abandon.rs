@@ -88,3 +88,99 @@ impl AbandonHandler<MpdClusterResource> for AbandonCleanup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::crd::{annotations, InstanceStatus};
+    use crate::ports::{CmStatus, Progress};
+    use crate::steps::testing::Fixture;
+
+    fn temp_ro(installed: bool) -> InstanceStatus {
+        InstanceStatus {
+            physical_ins_id: "1009".into(),
+            ins_id: "1010".into(),
+            ins_name: "1010".into(),
+            pod_name: "c1-1009-1010".into(),
+            pod_name_space: "ns".into(),
+            ins_type: "tempro".into(),
+            installed,
+            ..InstanceStatus::default()
+        }
+    }
+
+    fn stuck_add_ro(installed: bool) -> crate::steps::testing::FixtureBuilder {
+        Fixture::running()
+            .annotate(annotations::TEMP_RO_IDS, r#"{"1009":"1010"}"#)
+            .annotate(
+                crate::service::FLOW_PROGRESS,
+                r#"["3/restarted-1002","4/grown"]"#,
+            )
+            .edit(move |cr| {
+                let status = cr.status.as_mut().unwrap();
+                status
+                    .db_instance_status
+                    .insert("1010".into(), temp_ro(installed));
+            })
+    }
+
+    fn types(f: &Fixture) -> BTreeMap<String, String> {
+        f.stored()
+            .status
+            .unwrap()
+            .db_instance_status
+            .into_iter()
+            .map(|(id, i)| (id, i.ins_type))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_run_leaves_no_unstarted_temp_ro_no_plan_and_none_of_its_markers() {
+        let mut b = stuck_add_ro(false);
+        b.cm.expect_status().returning(|_| Ok(CmStatus::default()));
+        b.pods
+            .expect_delete_pod()
+            .withf(|ns, pod| ns == "ns" && pod == "c1-1009-1010")
+            .times(1)
+            .returning(|_, _| Ok(Progress::Done(())));
+        let f = b.build();
+        let done = f.service.clean_abandoned_run(&f.cluster, 3).await.unwrap();
+        assert_eq!(done, Progress::Done(()));
+        assert!(!types(&f).contains_key("1010"), "{:?}", types(&f));
+        assert_eq!(f.annotation(annotations::TEMP_RO_IDS), None);
+        assert_eq!(f.markers(), ["4/grown"], "only run 3's markers go");
+        let writes = f.status_writes() + f.spec_writes();
+        // Idempotent: nothing left to do, nothing written.
+        assert_eq!(
+            f.service.clean_abandoned_run(&f.cluster, 3).await.unwrap(),
+            Progress::Done(())
+        );
+        assert_eq!(f.status_writes() + f.spec_writes(), writes);
+    }
+
+    #[tokio::test]
+    async fn an_installed_temp_ro_and_its_plan_are_kept() {
+        let f = stuck_add_ro(true).build();
+        let done = f.service.clean_abandoned_run(&f.cluster, 3).await.unwrap();
+        assert_eq!(done, Progress::Done(()));
+        assert_eq!(types(&f)["1010"], "tempro");
+        assert_eq!(
+            f.annotation(annotations::TEMP_RO_IDS).as_deref(),
+            Some(r#"{"1009":"1010"}"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pod_still_going_makes_the_cleanup_pending_and_keeps_the_entry() {
+        let mut b = stuck_add_ro(false);
+        b.cm.expect_status().returning(|_| Ok(CmStatus::default()));
+        b.pods
+            .expect_delete_pod()
+            .returning(|_, _| Ok(Progress::pending("pod c1-1009-1010 terminating")));
+        let f = b.build();
+        let done = f.service.clean_abandoned_run(&f.cluster, 3).await.unwrap();
+        assert!(matches!(done, Progress::Pending { .. }), "{done:?}");
+        assert_eq!(types(&f)["1010"], "tempro");
+    }
+}
