@@ -61,7 +61,7 @@ pub fn runs_to_abandon(runs: &[StoredRuntime], interrupted: bool) -> Vec<&Stored
                     && !closed_by_engine(&r.runtime))
         })
         .collect();
-    picked.sort_by(|a, b| b.seq.cmp(&a.seq));
+    picked.sort_by_key(|r| std::cmp::Reverse(r.seq));
     picked
 }
 
