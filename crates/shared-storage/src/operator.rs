@@ -125,6 +125,7 @@ impl OperatorBuilder {
         let mut builder = builder
             .registry(registry)
             .recover(recover)
+            .on_abandon(crate::service::AbandonCleanup::new(service.clone()))
             .config(self.workflow);
         if let Some(with_store) = self.mementos {
             builder = with_store(builder);

@@ -1,5 +1,5 @@
 //! The inspection commands on a cluster (`workflows`, `history`, `get`, `status`,
-//! `recover`, `cancel` with `--kubeconfig`), run in-process on the cluster backend over the
+//! `recover`, `cancel`, `abandon` with `--kubeconfig`), run in-process on the cluster backend over the
 //! fake API server after a real Create flow on the production adapters: the same output as
 //! local mode for the same flow, the annotations set on the API, unknown names refused.
 
@@ -12,6 +12,7 @@ use std::process::Command;
 use kube_harness::{KubeHarness, NAME, NS};
 use shared_storage::cli::{inspect, Backend, InspectError, OutputFormat, Stdout};
 use shared_storage::crd::{annotations, MPDCluster};
+use wf_engine::Reconciled;
 
 /// Runs `inspect::<command>(args.., &mut out)` into a buffer: what it printed, or its error.
 macro_rules! printed {
@@ -47,6 +48,10 @@ async fn recover(b: &Backend, name: &str) -> Result<String, InspectError> {
 
 async fn cancel(b: &Backend, name: &str) -> Result<String, InspectError> {
     printed!(cancel(b, name))
+}
+
+async fn abandon(b: &Backend, name: &str) -> Result<String, InspectError> {
+    printed!(abandon(b, name))
 }
 
 fn on_cluster(h: &KubeHarness) -> Backend {
@@ -290,6 +295,7 @@ async fn every_command_on_the_cluster_refuses_an_unknown_name_with_one_line_and_
         ("get", get(&backend, "nosuch").await),
         ("recover", recover(&backend, "nosuch").await),
         ("cancel", cancel(&backend, "nosuch").await),
+        ("abandon", abandon(&backend, "nosuch").await),
     ];
     for (command, result) in errors {
         let err = result.expect_err(command);
@@ -351,4 +357,61 @@ async fn status_on_the_cluster_shows_the_state_the_leader_and_every_instance() {
     assert_eq!(view["instances"][0]["leader"], true);
     assert!(view["running_flow"].is_null(), "{json}");
     assert_eq!(view["last_flow"]["flow"], "CreateSharedStorageCluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandon_on_the_cluster_is_refused_when_nothing_is_stuck_and_ends_a_stuck_add_ro() {
+    let mut h = KubeHarness::created(2).await;
+    let backend = on_cluster(&h);
+    let err = abandon(&backend, NAME).await.expect_err("nothing is stuck");
+    assert_eq!(
+        err.to_string(),
+        "mpdcluster default/c1 is Running with no uncompleted or interrupted run: there is \
+         nothing to abandon"
+    );
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(h.annotation(annotations::INTERRUPT_ABANDON).await, None);
+
+    // One more RO than the four nodes hold: AddRo's new pod is never scheduled, and the
+    // run waits for it for ever (its temp RO planned and recorded).
+    h.patch_spec(serde_json::json!({"followerNum": 4})).await;
+    let mut waiting = false;
+    for _ in 0..100 {
+        h.cluster.sync().await.expect("kubelet");
+        let cr = h.cr().await;
+        let decision = h.op.reconciler.decide(&cr).await.expect("reconcile");
+        let temp = h.of_type("tempro").await;
+        if matches!(&decision.reconciled, Some(Reconciled::Waiting { flow, .. }) if flow == "SharedStorageClusterAddRo")
+            && !temp.is_empty()
+        {
+            waiting = true;
+            break;
+        }
+    }
+    assert!(waiting, "AddRo waits on its unscheduled pod");
+    assert_eq!(h.state().await, "AddRo");
+    let said = abandon(&backend, NAME).await.expect("abandon");
+    assert!(said.starts_with("default/c1: abandon of run"), "{said}");
+    assert_eq!(
+        h.annotation(annotations::INTERRUPT_ABANDON)
+            .await
+            .as_deref(),
+        Some("T")
+    );
+    h.patch_spec(serde_json::json!({"followerNum": 3})).await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    assert!(h.of_type("tempro").await.is_empty(), "no tempro entry left");
+    assert_eq!(h.of_type("ro").await.len(), 3);
+    assert_eq!(h.pods().await.len(), 4, "the unscheduled pod was deleted");
+    assert_eq!(h.annotation(annotations::TEMP_RO_IDS).await, None);
+    assert_eq!(h.annotation(annotations::INTERRUPT_ABANDON).await, None);
+    let table = workflows(&backend, NAME, OutputFormat::Table)
+        .await
+        .expect("workflows");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("SharedStorageClusterAddRo") && l.contains("abandoned")),
+        "{table}"
+    );
 }

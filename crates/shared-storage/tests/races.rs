@@ -10,8 +10,9 @@
 //!   which nothing removes: every write that succeeded must be in the object at the end;
 //! - a change of the watched file carries a key of its own and a new `followerNum` (so a
 //!   flow runs that `cancel` can stop): the last one must be stored at the end;
-//! - `cancel` (exit 0) writes `cancelled=true`, which only a consumed recovery removes: it
-//!   must stay until the next `recover`; `recover` (exit 0) writes `interrupt.recover=T`,
+//! - `cancel` (exit 0) writes `cancelled=true`, which only the engine removes (a consumed
+//!   recovery, or the end of the run it was for): it must stay until the next `recover` or
+//!   until a run has ended (a newer finished run, or a stable state); `recover` (exit 0) writes `interrupt.recover=T`,
 //!   which `local` consumes: the cluster must leave `Interrupt`. A refusal (exit 1, nothing
 //!   to cancel or recover) is not a write.
 
@@ -160,13 +161,41 @@ fn verb(state_dir: &Path, verb: &str) -> (Option<i32>, String) {
     )
 }
 
+/// The highest sequence of a finished run (0 without one): it grows when a run ends, since
+/// the runs of one cluster follow each other.
+fn newest_finished_run(state_dir: &Path) -> u64 {
+    let out = Command::new(bin())
+        .args(["workflows", NAME, "--output", "json", "--state-dir"])
+        .arg(state_dir)
+        .output()
+        .expect("run the binary");
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    runs.iter()
+        .filter(|r| {
+            matches!(
+                r["status"].as_str(),
+                Some("completed" | "failedAndCompleted" | "abandoned")
+            )
+        })
+        .filter_map(|r| r["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
 /// `cancel` and `recover` through the binary, one at a time: `recover` when the cluster is
 /// interrupted (mostly), `cancel` otherwise.
 fn cancel_and_recover(state_dir: &Path, store: &FileClusterStore, seed: u64) -> Tally {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut tally = Tally::default();
-    // Whether a cancel mark was written and no recovery has withdrawn it since.
+    // Whether a cancel mark was written and no recovery has withdrawn it since, and the
+    // newest finished run when it was written.
     let mut cancel_mark = false;
+    let mut finished_at_cancel = 0;
+    // The engine removes the mark once the run it was for has ended.
+    let consumed = |finished_at_cancel: u64, cr: Option<&MPDCluster>| {
+        cr.is_some_and(|c| matches!(state(c).as_str(), "Running" | "Interrupt"))
+            || newest_finished_run(state_dir) > finished_at_cancel
+    };
     let started = Instant::now();
     for i in 0..CANCEL_RECOVER {
         if started.elapsed() > WRITERS_STOP {
@@ -182,9 +211,11 @@ fn cancel_and_recover(state_dir: &Path, store: &FileClusterStore, seed: u64) -> 
         if cancel_mark
             && cr.as_ref().and_then(|c| annotation(c, "cancelled")) != Some("true".into())
         {
-            tally
-                .lost
-                .push(format!("cancel before attempt {i}: mark gone"));
+            if !consumed(finished_at_cancel, cr.as_ref()) {
+                tally
+                    .lost
+                    .push(format!("cancel before attempt {i}: mark gone"));
+            }
             cancel_mark = false;
         }
         let interrupted = cr.as_ref().is_some_and(|c| state(c) == "Interrupt");
@@ -192,6 +223,12 @@ fn cancel_and_recover(state_dir: &Path, store: &FileClusterStore, seed: u64) -> 
             rng.u8(0..10) < 9
         } else {
             rng.u8(0..10) == 0
+        };
+        // Read before the cancel: a run that ends right after it consumes its mark.
+        let finished_before = if recover {
+            0
+        } else {
+            newest_finished_run(state_dir)
         };
         let (code, stderr) = verb(state_dir, if recover { "recover" } else { "cancel" });
         match code {
@@ -220,6 +257,7 @@ fn cancel_and_recover(state_dir: &Path, store: &FileClusterStore, seed: u64) -> 
             Some(0) => {
                 tally.count("cancel", true);
                 cancel_mark = true;
+                finished_at_cancel = finished_before;
                 if read(store).and_then(|c| annotation(&c, "cancelled")) != Some("true".into()) {
                     tally.lost.push(format!("cancel {i}: mark not stored"));
                     cancel_mark = false;
@@ -237,7 +275,11 @@ fn cancel_and_recover(state_dir: &Path, store: &FileClusterStore, seed: u64) -> 
             }
         }
     }
-    if cancel_mark && read(store).and_then(|c| annotation(&c, "cancelled")) != Some("true".into()) {
+    let cr = read(store);
+    if cancel_mark
+        && cr.as_ref().and_then(|c| annotation(c, "cancelled")) != Some("true".into())
+        && !consumed(finished_at_cancel, cr.as_ref())
+    {
         tally.lost.push("the last cancel: mark gone".to_owned());
     }
     tally

@@ -121,6 +121,7 @@ impl TransitionHook for PrintTransitions {
             Transition::StepFailed => "failed",
             Transition::FlowCompleted => "flow completed",
             Transition::FlowInterrupted => "flow interrupted",
+            Transition::FlowAbandoned => "flow abandoned",
         };
         self.line(event, what);
     }

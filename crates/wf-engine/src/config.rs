@@ -17,6 +17,13 @@ pub struct InterruptAnnotations {
     pub previous_status: String,
     /// Set to anything but `F` to ask for recovery (default `interrupt.recover`).
     pub recover: String,
+    /// Set to `T` or `true` to abandon the uncompleted run (default `interrupt.abandon`;
+    /// see [`crate::abandon`]). Not part of the interrupt record ([`Self::keys`]).
+    pub abandon: String,
+    /// The cancel request `is_cancelled()` reads by convention (default `cancelled`); the
+    /// engine removes it once the run it cancelled has ended. Not part of the interrupt
+    /// record ([`Self::keys`]).
+    pub cancelled: String,
 }
 
 impl Default for InterruptAnnotations {
@@ -26,6 +33,8 @@ impl Default for InterruptAnnotations {
             message: "interrupt.message".into(),
             previous_status: "interrupt.previous.status".into(),
             recover: "interrupt.recover".into(),
+            abandon: "interrupt.abandon".into(),
+            cancelled: "cancelled".into(),
         }
     }
 }

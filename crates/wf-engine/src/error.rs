@@ -95,6 +95,22 @@ pub enum Error {
         /// The unstable state the resource is still in.
         state: State,
     },
+    /// The operator's cleanup of a run being abandoned failed
+    /// ([`crate::abandon::AbandonHandler`]): the run and the request are left as they were,
+    /// and the next reconcile tries again.
+    #[error(
+        "cannot abandon run {seq} of flow `{flow}` of {resource}: its cleanup failed: {source}"
+    )]
+    AbandonCleanup {
+        /// The resource.
+        resource: ResourceKey,
+        /// The run.
+        seq: u64,
+        /// Its flow.
+        flow: String,
+        /// What the cleanup said.
+        source: BoxError,
+    },
     /// The manager or state machine was set up wrongly.
     #[error("invalid workflow setup: {0}")]
     Setup(String),

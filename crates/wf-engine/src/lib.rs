@@ -144,6 +144,7 @@
 //!   (feature `failpoints`), and the crash counter of the crash sweep.
 #![deny(missing_docs)]
 
+pub mod abandon;
 mod cancel;
 mod config;
 mod context;

@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::abandon::{abandon_requested, AbandonHandler};
 use crate::cancel::CancelRegistry;
 use crate::failpoints::{self, failpoint};
 use crate::hook::Hooks;
 use crate::memento::{caretaker_name, MementoCaretaker, MementoStorageFactory};
 use crate::{
-    AnnotationRecover, Checker, Error, FlowCatalog, FlowLoader, InMemoryMementoStore, MainEnter,
-    Reconciled, RecoverStrategy, ResourceKey, ResourceWorkflow, Resumption, State, StateResource,
-    Step, StepRegistry, WorkflowConfig, WorkflowHook, YamlDirLoader,
+    AnnotationPatch, AnnotationRecover, Checker, Error, FlowCatalog, FlowLoader,
+    InMemoryMementoStore, MainEnter, Reconciled, RecoverStrategy, ResourceKey, ResourceWorkflow,
+    Resumption, State, StateResource, Step, StepRegistry, WorkflowConfig, WorkflowHook,
+    YamlDirLoader,
 };
 
 pub(crate) struct ManagerInner<R: StateResource> {
@@ -25,6 +27,8 @@ pub(crate) struct ManagerInner<R: StateResource> {
     pub(crate) hooks: Hooks,
     pub(crate) storage: Arc<dyn MementoStorageFactory<R>>,
     pub(crate) recover: Arc<dyn RecoverStrategy<R>>,
+    /// The cleanup of a run abandoned on request, if the operator registered one.
+    pub(crate) on_abandon: Option<Arc<dyn AbandonHandler<R>>>,
     pub(crate) config: WorkflowConfig,
     pub(crate) cancels: CancelRegistry,
     /// Set while the operator shuts down or loses leadership: runs park at the next step
@@ -92,6 +96,7 @@ pub struct WorkflowManagerBuilder<R: StateResource> {
     hooks: Vec<Arc<dyn WorkflowHook>>,
     storage: Option<Arc<dyn MementoStorageFactory<R>>>,
     recover: Option<Arc<dyn RecoverStrategy<R>>>,
+    on_abandon: Option<Arc<dyn AbandonHandler<R>>>,
     config: WorkflowConfig,
 }
 
@@ -183,6 +188,14 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
         self
     }
 
+    /// The cleanup a run needs when it is abandoned on request
+    /// ([`crate::abandon`]); without one, abandoning only closes the run.
+    #[must_use]
+    pub fn on_abandon(mut self, handler: impl AbandonHandler<R> + 'static) -> Self {
+        self.on_abandon = Some(Arc::new(handler));
+        self
+    }
+
     /// Engine configuration (keys, retention, budget, timings, default retry policy).
     #[must_use]
     pub fn config(mut self, config: WorkflowConfig) -> Self {
@@ -225,6 +238,7 @@ impl<R: StateResource> WorkflowManagerBuilder<R> {
                     .storage
                     .unwrap_or_else(|| Arc::new(InMemoryMementoStore::new())),
                 recover,
+                on_abandon: self.on_abandon,
                 config: self.config,
                 cancels: CancelRegistry::default(),
                 draining: AtomicBool::new(false),
@@ -246,6 +260,7 @@ impl<R: StateResource> WorkflowManager<R> {
             hooks: Vec::new(),
             storage: None,
             recover: None,
+            on_abandon: None,
             config: WorkflowConfig::default(),
         }
     }
@@ -359,6 +374,43 @@ impl<R: StateResource> WorkflowManager<R> {
     pub(crate) async fn close_finished_runs(&self, fresh: &R) -> Result<Vec<u64>, Error> {
         let mut workflow = self.resource_workflow(fresh).await?;
         workflow.close_finished_runs().await
+    }
+
+    /// Abandoning on request ([`crate::abandon`]). For a resource carrying the abandon
+    /// annotation (`T` or `true`): the runs [`crate::abandon::runs_to_abandon`] names are
+    /// cleaned up by the abandon handler and closed as abandoned, the interrupt record is
+    /// cleared (with what the recover strategy clears alongside it), the resource goes to
+    /// `Running` when it was in `Interrupt` or a run was closed, and the request is removed
+    /// last (so a stop in between only repeats the idempotent part). Returns the runs
+    /// closed and the state, `None` when not asked. A failed cleanup or write is an error,
+    /// and the request stays for the next reconcile.
+    pub async fn check_abandon(&self, resource: &R) -> Result<Option<(Vec<u64>, State)>, Error> {
+        self.abandon_fresh(&resource.fetch().await?).await
+    }
+
+    /// [`WorkflowManager::check_abandon`] on a copy just read.
+    pub(crate) async fn abandon_fresh(
+        &self,
+        fresh: &R,
+    ) -> Result<Option<(Vec<u64>, State)>, Error> {
+        let keys = &self.inner.config.annotations;
+        if !abandon_requested(fresh.annotation(&keys.abandon).as_deref()) {
+            return Ok(None);
+        }
+        let interrupted = fresh.state().effective() == State::INTERRUPT;
+        let mut workflow = self.resource_workflow(fresh).await?;
+        let closed = workflow.abandon_runs(interrupted).await?;
+        let mut current = self.inner.recover.clear(fresh).await?;
+        if interrupted || !closed.is_empty() {
+            failpoint!(failpoints::STATE_UPDATE_BEFORE);
+            current = current.update_state(State::RUNNING).await?;
+            failpoint!(failpoints::STATE_UPDATE_AFTER);
+        }
+        let done = AnnotationPatch::from([(keys.abandon.clone(), None)]);
+        let current = current.patch_annotations(&done).await?;
+        let state = current.state().effective();
+        tracing::info!(resource = %fresh.key(), runs = ?closed, %state, "abandoned on request");
+        Ok(Some((closed, state)))
     }
 
     /// [`WorkflowManager::check_recovery`] on a copy just read.

@@ -56,6 +56,15 @@ pub enum Reconciled {
         /// The state restored.
         state: State,
     },
+    /// Abandoning was asked for and done ([`crate::abandon`]): the runs named were closed
+    /// as abandoned (newest first; none when there was nothing left to close) and the
+    /// resource is in `state` (`Running` when it was interrupted or a run was closed).
+    Abandoned {
+        /// The runs closed.
+        runs: Vec<u64>,
+        /// The resource's state now.
+        state: State,
+    },
 }
 
 impl Reconciled {
@@ -67,7 +76,8 @@ impl Reconciled {
             Reconciled::Transitioned { .. }
             | Reconciled::FlowCompleted { .. }
             | Reconciled::Settled
-            | Reconciled::Recovered { .. } => Some(Duration::ZERO),
+            | Reconciled::Recovered { .. }
+            | Reconciled::Abandoned { .. } => Some(Duration::ZERO),
             Reconciled::Waiting { recheck_after, .. } => Some(*recheck_after),
             Reconciled::Stable { .. } | Reconciled::Interrupted { .. } => None,
         }

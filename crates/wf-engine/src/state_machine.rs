@@ -252,7 +252,8 @@ impl<R: StateResource> StateMachine<R> {
         self.enter_locked(resource).await
     }
 
-    /// A whole reconcile under the resource's lock: recovery first
+    /// A whole reconcile under the resource's lock: an abandon request first
+    /// ([`crate::abandon`]), then recovery
     /// ([semantics §10](../../../docs/SEMANTICS.md#10-recovery-after-an-interrupt)), then the
     /// machine.
     pub async fn reconcile(
@@ -263,6 +264,9 @@ impl<R: StateResource> StateMachine<R> {
         let _guard = self.locks.lock(&resource.key()).await;
         // One read serves both the recovery check and the machine.
         let fresh = resource.fetch().await?;
+        if let Some((runs, state)) = manager.abandon_fresh(&fresh).await? {
+            return Ok(Reconciled::Abandoned { runs, state });
+        }
         if let Some(state) = manager.recover_fresh(&fresh).await? {
             return Ok(Reconciled::Recovered { state });
         }

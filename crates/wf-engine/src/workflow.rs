@@ -9,13 +9,14 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::abandon::{abandon_reason, abandoned_on_request, runs_to_abandon, AbandonedRun};
 use crate::failpoints::{self, failpoint};
 use crate::hook::{HookEvent, HookPoint};
 use crate::memento::{parse_memento_key, MementoCaretaker};
 use crate::{
-    Checker, Error, Event, FlowStatus, JsonMap, Reconciled, ResourceKey, ResumeReport, Resumption,
-    RunRef, State, StateResource, StepStatus, StoredRuntime, WorkflowManager, WorkflowRuntime,
-    ABANDONED, LEFT_UNSTABLE, SUPERSEDED,
+    AnnotationPatch, Checker, Error, Event, FlowStatus, JsonMap, Reconciled, ResourceKey,
+    ResumeReport, Resumption, RunRef, State, StateResource, StepStatus, StoredRuntime,
+    WorkflowManager, WorkflowRuntime, ABANDONED, LEFT_UNSTABLE, SUPERSEDED,
 };
 
 /// How a run of a flow ended this time.
@@ -339,7 +340,43 @@ impl<R: StateResource> ResourceWorkflow<R> {
     /// and the result is [`Reconciled::FlowCompleted`]; an event means the flow would run
     /// again and again, so the resource is interrupted ([`crate::LEFT_UNSTABLE`]) and the
     /// call fails with [`Error::FlowLeftStateUnstable`].
+    ///
+    /// Once a run has ended here (completed or interrupted, not waiting), a cancel request
+    /// (the `cancelled` annotation) is removed: it was for that run, and left in place it
+    /// would stop the next flow at once.
     pub async fn common_main_enter(
+        &mut self,
+        flow: &str,
+        resumption: Resumption,
+        checker: &Checker<R>,
+    ) -> Result<Reconciled, Error> {
+        let result = self.main_enter(flow, resumption, checker).await;
+        let ended = match &result {
+            Ok(Reconciled::Waiting { .. }) => false,
+            Ok(_) => true,
+            Err(err) => matches!(err, Error::FlowLeftStateUnstable { .. }),
+        };
+        if ended {
+            self.release_cancel_request().await?;
+        }
+        result
+    }
+
+    /// Removes the cancel request (the configured `cancelled` annotation) when the resource
+    /// carries one.
+    async fn release_cancel_request(&self) -> Result<(), Error> {
+        let key = &self.manager.inner.config.annotations.cancelled;
+        let fresh = self.resource.fetch().await?;
+        if fresh.annotation(key).is_some() {
+            fresh
+                .patch_annotations(&AnnotationPatch::from([(key.clone(), None)]))
+                .await?;
+            tracing::info!(resource = %self.key, annotation = %key, "the run a cancel request was for has ended; request removed");
+        }
+        Ok(())
+    }
+
+    async fn main_enter(
         &mut self,
         flow: &str,
         resumption: Resumption,
@@ -509,7 +546,24 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     .running_steps
                     .iter()
                     .position(|s| s.step_status == StepStatus::Failed);
-                // A run closed without an interrupt (superseded, abandoned) had no hooks.
+                if abandoned_on_request(runtime) {
+                    let error = runtime.error_message.as_str();
+                    self.hook_as(
+                        HookPoint::WfAbandoned,
+                        seq,
+                        runtime,
+                        None,
+                        Some(error),
+                        true,
+                    )
+                    .await;
+                    return;
+                }
+                if runtime.error_message.starts_with(ABANDONED) {
+                    // Closed by an entry's `AbandonOthers`: no hooks ran.
+                    return;
+                }
+                // A run closed without an interrupt (superseded) had no hooks.
                 let Some(pos) = failed else { return };
                 let error = runtime.error_message.as_str();
                 self.hook_as(
@@ -552,14 +606,64 @@ impl<R: StateResource> ResourceWorkflow<R> {
 
     /// Closes an uncompleted run that must never be resumed: `failedAndCompleted`, with
     /// `reason` as its error.
-    async fn close(&mut self, old: StoredRuntime, reason: String) -> Result<(), Error> {
+    async fn close(
+        &mut self,
+        old: StoredRuntime,
+        reason: String,
+    ) -> Result<WorkflowRuntime, Error> {
         let mut runtime = old.runtime;
         runtime.flow_status = FlowStatus::FailedAndCompleted;
         runtime.complete_time = Some(Utc::now());
         tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, %reason, "closing an uncompleted run");
         runtime.error_message = reason;
         self.caretaker.save(old.seq, &runtime).await?;
-        Ok(())
+        Ok(runtime)
+    }
+
+    /// Abandons on request ([`crate::abandon`]): for each run
+    /// [`crate::abandon::runs_to_abandon`] names (`interrupted`: the resource is in
+    /// `Interrupt`), newest first, the manager's abandon handler cleans up, then the run is
+    /// closed `failedAndCompleted` with the reason [`crate::ABANDONED`] and `WfAbandoned`
+    /// is hooked. Returns the runs closed; a failed cleanup is an error and leaves that run
+    /// (and older ones) as they were.
+    pub async fn abandon_runs(&mut self, interrupted: bool) -> Result<Vec<u64>, Error> {
+        let runs = self.caretaker.runtimes()?;
+        let targets: Vec<StoredRuntime> = runs_to_abandon(&runs, interrupted)
+            .into_iter()
+            .cloned()
+            .collect();
+        let handler = self.manager.inner.on_abandon.clone();
+        let mut closed = Vec::new();
+        for stored in targets {
+            let seq = stored.seq;
+            if let Some(handler) = &handler {
+                let run = AbandonedRun {
+                    seq,
+                    runtime: &stored.runtime,
+                };
+                handler
+                    .on_abandon(&self.resource, run)
+                    .await
+                    .map_err(|source| Error::AbandonCleanup {
+                        resource: self.key.clone(),
+                        seq,
+                        flow: stored.runtime.flow_name.clone(),
+                        source,
+                    })?;
+            }
+            let reason = abandon_reason(&self.manager.inner.config.annotations, &stored.runtime);
+            let runtime = self.close(stored, reason).await?;
+            self.hook(
+                HookPoint::WfAbandoned,
+                seq,
+                &runtime,
+                None,
+                Some(&runtime.error_message),
+            )
+            .await;
+            closed.push(seq);
+        }
+        Ok(closed)
     }
 
     pub(crate) async fn hook(

@@ -196,6 +196,7 @@ impl Decision {
             Some(Reconciled::Waiting { .. }) => "waiting",
             Some(Reconciled::Interrupted { .. }) => "interrupted",
             Some(Reconciled::Recovered { .. }) => "recovered",
+            Some(Reconciled::Abandoned { .. }) => "abandoned",
             None if self.gone => "not_found",
             None => "retry",
         }

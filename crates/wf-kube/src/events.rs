@@ -10,6 +10,7 @@
 //! | `FlowCompleted`   | `Normal`  | `WF_FlowCompleted`   |
 //! | `StepFailed`      | `Warning` | `WF_StepFailed`      |
 //! | `FlowInterrupted` | `Warning` | `WF_FlowInterrupted` |
+//! | `FlowAbandoned`   | `Warning` | `WF_FlowAbandoned`   |
 //!
 //! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>` (the
 //! parts that apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event
@@ -120,7 +121,9 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
         | Transition::StepWaiting
         | Transition::StepCompleted
         | Transition::FlowCompleted => EventType::Normal,
-        Transition::StepFailed | Transition::FlowInterrupted => EventType::Warning,
+        Transition::StepFailed | Transition::FlowInterrupted | Transition::FlowAbandoned => {
+            EventType::Warning
+        }
     };
     let mut note = format!("flow={}", event.runtime.flow_name);
     if let Some(step) = event.step_runtime() {
@@ -128,7 +131,7 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
         note.push_str(&step.step_name);
     }
     let error = match transition {
-        Transition::FlowInterrupted => event
+        Transition::FlowInterrupted | Transition::FlowAbandoned => event
             .error
             .or(Some(event.runtime.error_message.as_str()))
             .filter(|e| !e.is_empty()),

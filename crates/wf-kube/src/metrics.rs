@@ -47,7 +47,7 @@ struct Inner {
 ///
 /// Metrics (all labelled `resource_type` but the last):
 /// - `wf_flow_runs_started_total`
-/// - `wf_flow_runs_finished_total{result="completed"|"interrupted"}`
+/// - `wf_flow_runs_finished_total{result="completed"|"interrupted"|"abandoned"}`
 /// - `wf_step_completions_total`
 /// - `wf_step_failures_total` (each failure is retried on the next entry)
 /// - `wf_step_retries_total`: step attempts started by a step that failed before (a step
@@ -104,6 +104,7 @@ impl WorkflowMetrics {
         match transition {
             Transition::FlowStarted => *inner.started.entry(rt).or_default() += 1,
             Transition::FlowCompleted => *inner.finished.entry((rt, "completed")).or_default() += 1,
+            Transition::FlowAbandoned => *inner.finished.entry((rt, "abandoned")).or_default() += 1,
             Transition::FlowInterrupted => {
                 let reason = interrupt_reason(event);
                 *inner

@@ -12,7 +12,7 @@ use crate::ports::kube::KubePortsConfig;
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    every resource is Running (local), the command succeeded, or run stopped by SIGTERM
-  1    a resource is Interrupt (local), or the command failed or was refused (recover, cancel)
+  1    a resource is Interrupt (local), or the command failed or was refused (recover, cancel, abandon)
   2    bad input (a missing or invalid file, a bad flag) or the state directory is locked
   130  stopped by Ctrl-C (local, run) once the running steps reached a saved transition
   143  local stopped by SIGTERM once the running steps reached a saved transition
@@ -63,6 +63,10 @@ pub enum Command {
     Recover(NameArgs),
     /// Cancel the running flow of a resource (annotation `cancelled=true`).
     Cancel(NameArgs),
+    /// Abandon the stuck run of a resource (annotation `interrupt.abandon=T`): the run is
+    /// closed as abandoned, what it left (temp ROs without a pod, the replacement plan) is
+    /// cleaned up, and the resource goes to Running; the next request starts a new run.
+    Abandon(NameArgs),
 }
 
 /// Arguments of `local`.

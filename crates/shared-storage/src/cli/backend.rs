@@ -339,6 +339,7 @@ fn event_type(reason: &str) -> Option<HistoryEventType> {
         "StepCompleted" => HistoryEventType::StepCompleted,
         "FlowInterrupted" => HistoryEventType::WorkFlowInterrupt,
         "FlowCompleted" => HistoryEventType::WorkFlowCompleted,
+        "FlowAbandoned" => HistoryEventType::WorkFlowAbandoned,
         _ => return None,
     })
 }

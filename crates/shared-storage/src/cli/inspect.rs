@@ -1,5 +1,5 @@
 //! The read commands (`workflows`, `history`, `get`, `status`) and the annotation commands
-//! (`recover`, `cancel`), over either [`Backend`]: the state directory (without its lock,
+//! (`recover`, `cancel`, `abandon`), over either [`Backend`]: the state directory (without its lock,
 //! so they work while `local --watch` runs) or a Kubernetes cluster. Each command builds
 //! its rows from what the backend answers and prints them the same way for both.
 //!
@@ -20,7 +20,7 @@ use crate::crd::{annotations, ins_type, InstanceStatus, MPDCluster};
 use crate::registration::STABLE_STATES;
 
 /// Runs an inspection command of the command line (`workflows`, `history`, `get`,
-/// `status`, `recover`, `cancel`) on the backend its flags name; returns the exit code.
+/// `status`, `recover`, `cancel`, `abandon`) on the backend its flags name; returns the exit code.
 /// A failure is one line on stderr and exit 1. Other commands are not inspection commands:
 /// exit 2.
 pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
@@ -28,6 +28,7 @@ pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
     let target = match &command {
         Command::Workflows(a) | Command::History(a) | Command::Status(a) => target(&a.target),
         Command::Get(a) | Command::Recover(a) | Command::Cancel(a) => target(&a.target),
+        Command::Abandon(a) => target(&a.target),
         Command::Run(_) | Command::Local(_) => return super::EXIT_BAD_INPUT,
     };
     let backend = match Backend::open(&target, &global.state_dir, &global.namespace).await {
@@ -42,6 +43,7 @@ pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
         Command::Get(a) => get(&backend, &a.name, &mut out).await,
         Command::Recover(a) => recover(&backend, &a.name, &mut out).await,
         Command::Cancel(a) => cancel(&backend, &a.name, &mut out).await,
+        Command::Abandon(a) => abandon(&backend, &a.name, &mut out).await,
         Command::Run(_) | Command::Local(_) => Ok(()),
     };
     match result {
@@ -81,7 +83,12 @@ impl RunRow {
         RunRow {
             seq: stored.seq,
             flow: rt.flow_name.clone(),
-            status: rt.flow_status.as_str().to_owned(),
+            // A run abandoned on request reads `abandoned` (its error says why).
+            status: if wf_engine::abandon::abandoned_on_request(rt) {
+                "abandoned".to_owned()
+            } else {
+                rt.flow_status.as_str().to_owned()
+            },
             run_retries: rt.retry_times,
             step_retries: rt.running_steps.iter().map(|s| s.retry_times).sum(),
             resumes: rt.resume_times,
@@ -302,6 +309,46 @@ pub async fn cancel(
         name,
         (annotations::CANCELLED, "true"),
         "cancellation requested; the running flow stops at once",
+        out,
+    )
+    .await
+}
+
+/// `abandon NAME`: `interrupt.abandon=T`. Refused (nothing written) when there is no run to
+/// abandon: every run has finished and the resource is not interrupted in one
+/// ([`wf_engine::abandon::runs_to_abandon`], the rule the engine applies).
+pub async fn abandon(
+    backend: &Backend,
+    name: &str,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let state = state_of(backend, name).await?;
+    let runs = backend.runtimes(name).await?;
+    let stuck = wf_engine::abandon::runs_to_abandon(&runs, state == "Interrupt");
+    let Some(newest) = stuck.first() else {
+        return Err(refused(
+            backend,
+            name,
+            format!(
+                "is {} with no uncompleted or interrupted run: there is nothing to abandon",
+                shown(&state)
+            ),
+        ));
+    };
+    let what = format!(
+        "abandon of run {} ({}) requested; ",
+        newest.seq, newest.runtime.flow_name
+    );
+    let done = if backend.is_cluster() {
+        format!("{what}the operator closes it, cleans up and sets Running")
+    } else {
+        format!("{what}run `local` again (or let `local --watch` pick it up)")
+    };
+    annotate(
+        backend,
+        name,
+        (annotations::INTERRUPT_ABANDON, "T"),
+        &done,
         out,
     )
     .await

@@ -129,6 +129,7 @@ impl TransitionHook for TransitionPrinter {
             Transition::StepCompleted | Transition::FlowCompleted => "completed",
             Transition::StepFailed => "failed",
             Transition::FlowInterrupted => "interrupted",
+            Transition::FlowAbandoned => "abandoned",
         };
         self.line(event, status);
     }

@@ -28,8 +28,11 @@ pub const INTERRUPT_REASON: &str = "interrupt.reason";
 pub const INTERRUPT_MESSAGE: &str = "interrupt.message";
 /// The state at interrupt time.
 pub const INTERRUPT_PREVIOUS_STATUS: &str = "interrupt.previous.status";
-/// `true` aborts a running flow.
+/// `true` aborts a running flow; the engine removes it once that run has ended.
 pub const CANCELLED: &str = "cancelled";
+/// `T` abandons the uncompleted (or interrupted) run: the engine closes it as abandoned,
+/// cleans up after it and sets `Running` (the CLI's `abandon NAME`).
+pub const INTERRUPT_ABANDON: &str = "interrupt.abandon";
 
 /// What CleanAllTempMeta removes (CleanOldTempMeta keeps `forceRebuild`).
 pub const CLEANUP_SET: [&str; 14] = [

@@ -7,6 +7,8 @@
 //!
 //! Deliberate differences from the original (weakness 27):
 //! - `switchRw` with an empty value does not fire;
+//! - lowering `followerNum` below the number of ROs fires `removeRo` (a declarative
+//!   scale-in of the newest RO; the original scaled in only by `removeIns`);
 //! - a switch to the current leader and a migrate to the node the instance already runs on
 //!   do not fire (the request is already satisfied);
 //! - `rebuild` does not fire by itself from `Interrupt` when the interrupted flow was a
@@ -174,19 +176,27 @@ pub fn rebuild_ro(cr: &MPDCluster) -> bool {
 }
 
 /// Scale out: `spec.followerNum` exceeds the number of status entries of type `ro` (one RO
-/// per run; it fires again until the counts match). Fewer wanted than present never fires
-/// (scale-in is `removeIns`).
+/// per run; it fires again until the counts match). Fewer wanted than present is
+/// [`remove_ro`]'s.
 pub fn add_ro(cr: &MPDCluster) -> bool {
-    let ros = instances(cr)
-        .values()
-        .filter(|e| e.ins_type == ins_type::RO)
-        .count();
-    usize::try_from(cr.spec.follower_num).is_ok_and(|wanted| wanted > ros)
+    usize::try_from(cr.spec.follower_num).is_ok_and(|wanted| wanted > ro_count(cr))
 }
 
-/// Remove one RO: `removeIns` is present and non-empty.
+/// Remove one RO: `removeIns` is present and non-empty (that RO goes), or, a declarative
+/// scale-in, `spec.followerNum` (not negative) is below the number of status entries of type
+/// `ro` (the newest RO goes: the highest insId). Temp ROs (`tempro`) never count. One RO
+/// per run: it fires again until the counts match.
 pub fn remove_ro(cr: &MPDCluster) -> bool {
     annotation(cr, annotations::REMOVE_INS).is_some_and(|v| !v.is_empty())
+        || usize::try_from(cr.spec.follower_num).is_ok_and(|wanted| wanted < ro_count(cr))
+}
+
+/// The status entries of type `ro` (not the RW, not temp ROs).
+fn ro_count(cr: &MPDCluster) -> usize {
+    instances(cr)
+        .values()
+        .filter(|e| e.ins_type == ins_type::RO)
+        .count()
 }
 
 /// Grow PFS: `extendStorage` is `1`, `T` or `true`.
@@ -564,6 +574,23 @@ mod tests {
                 (
                     "other annotation",
                     |cr| annotate(cr, "restartIns", "1004"),
+                    false,
+                ),
+                ("one fewer wanted", |cr| cr.spec.follower_num = 1, true),
+                ("none wanted", |cr| cr.spec.follower_num = 0, true),
+                ("more wanted", |cr| cr.spec.follower_num = 3, false),
+                ("negative", |cr| cr.spec.follower_num = -1, false),
+                (
+                    "temp ROs do not count",
+                    |cr| {
+                        st(cr).db_instance_status.insert(
+                            "2000".into(),
+                            InstanceStatus {
+                                ins_type: "tempro".into(),
+                                ..InstanceStatus::default()
+                            },
+                        );
+                    },
                     false,
                 ),
             ],

@@ -48,6 +48,34 @@ impl RunMarkers {
 }
 
 impl SharedStorageService {
+    /// Removes the markers of run `run` (an abandoned run: nothing resumes it), and the
+    /// annotation when none is left. No write when the run has none.
+    pub async fn release_run_markers(
+        &self,
+        cluster: &ClusterRef,
+        run: u64,
+    ) -> Result<(), ServiceError> {
+        let prefix = format!("{run}/");
+        self.modify(cluster, |cr| {
+            let mut out = cr.clone();
+            let mut all = all_markers(cr);
+            let before = all.len();
+            all.retain(|m| !m.starts_with(&prefix));
+            if all.len() != before {
+                if let Some(map) = out.metadata.annotations.as_mut() {
+                    if all.is_empty() {
+                        map.remove(FLOW_PROGRESS);
+                    } else if let Ok(raw) = serde_json::to_string(&all) {
+                        map.insert(FLOW_PROGRESS.to_owned(), raw);
+                    }
+                }
+            }
+            out
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Records `marker` for the run of `markers`.
     pub async fn mark(
         &self,

@@ -217,7 +217,10 @@ impl SharedStorageService {
             if drop_meta {
                 model.ros.remove(&ins.ins_id);
                 if decrement {
-                    model.ro_replicas = (model.ro_replicas - 1).max(0);
+                    // No more wanted than are left: a named removal lowers the count by
+                    // one; a scale-in (the count already lowered) leaves it as it is.
+                    let left = i32::try_from(model.ros.len()).unwrap_or(i32::MAX);
+                    model.ro_replicas = model.ro_replicas.min(left).max(0);
                 }
                 self.save(model).await?;
             } else if let Some(ro) = model.ros.get_mut(&ins.ins_id) {
@@ -351,14 +354,17 @@ impl SharedStorageService {
         Ok(Progress::Done(()))
     }
 
-    /// RemoveRo: removes the RO named by `removeIns` and decrements `followerNum`; an id
-    /// that is not an RO is ignored.
+    /// RemoveRo: removes one RO, then lowers `followerNum` to at most the ROs left. The RO
+    /// is the one `removeIns` names; when it names none (absent, or not an RO), and
+    /// `followerNum` is below the number of ROs (a declarative scale-in), the newest RO:
+    /// the one with the highest insId ([`scale_in_target`]). Temp ROs never count.
     pub async fn remove_ro(
         &self,
         model: &mut SharedStorageCluster,
         ins_id: Option<&str>,
     ) -> Outcome {
-        let Some(ro) = ins_id.and_then(|id| model.ros.get(id)).cloned() else {
+        let named = ins_id.and_then(|id| model.ros.get(id));
+        let Some(ro) = named.or_else(|| scale_in_target(model)).cloned() else {
             return Ok(Progress::Done(()));
         };
         self.delete_old_instances(model, &ro.physical_ins_id, "", true, true)
@@ -424,6 +430,20 @@ impl SharedStorageService {
         }
         Ok(Progress::Done(()))
     }
+}
+
+/// The RO a declarative scale-in removes: when `followerNum` (not negative) is below the
+/// number of ROs, the newest one, i.e. the highest insId (ids are handed out in increasing
+/// order, compared numerically: weakness 13). `None` when no RO is surplus.
+pub fn scale_in_target(model: &SharedStorageCluster) -> Option<&DbIns> {
+    let wanted = usize::try_from(model.ro_replicas).ok()?;
+    if wanted >= model.ros.len() {
+        return None;
+    }
+    model
+        .ros
+        .values()
+        .max_by(|a, b| ids::compare_ins_ids(&a.ins_id, &b.ins_id))
 }
 
 /// The `migrate` target node when it names an instance other than the RW.

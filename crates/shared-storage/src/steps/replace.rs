@@ -1680,6 +1680,57 @@ mod tests {
         assert_eq!(f.run("RemoveRo").await, DONE);
     }
 
+    #[tokio::test]
+    async fn remove_ro_without_remove_ins_removes_the_newest_ro_when_fewer_are_wanted() {
+        let mut f = Fixture::running().edit(|cr| cr.spec.follower_num = 1);
+        let w = world(&mut f, 1, &[2, 3]);
+        let f = f.build();
+        assert_eq!(f.run("RemoveRo").await, DONE);
+        assert_eq!(
+            log(&w),
+            [
+                "remove_ins c1-1005-1006",
+                "stop 1006",
+                "delete_pod c1-1005-1006"
+            ]
+        );
+        assert_eq!(types(&f), pairs(&[("1002", "rw"), ("1004", "ro")]));
+        assert_eq!(
+            follower_num(&f),
+            1,
+            "the lowered count is kept, not lowered again"
+        );
+        assert_eq!(f.run("RemoveRo").await, DONE);
+        assert_eq!(
+            types(&f),
+            pairs(&[("1002", "rw"), ("1004", "ro")]),
+            "one per run"
+        );
+    }
+
+    #[tokio::test]
+    async fn remove_ro_named_with_a_lowered_count_removes_that_ro_and_keeps_the_count() {
+        let mut f = removing("1004").edit(|cr| cr.spec.follower_num = 1);
+        let w = world(&mut f, 1, &[2, 3]);
+        let f = f.build();
+        assert_eq!(f.run("RemoveRo").await, DONE);
+        assert_eq!(types(&f), pairs(&[("1002", "rw"), ("1006", "ro")]));
+        assert_eq!(follower_num(&f), 1);
+        assert_eq!(count(&w, "stop 1004"), 1);
+    }
+
+    #[tokio::test]
+    async fn remove_ro_leaves_temp_ros_alone_when_scaling_in() {
+        let f = Fixture::running()
+            .edit(|cr| {
+                cr.spec.follower_num = 2;
+                put(cr, entry("1009", "2009", "tempro", 0, "8"));
+            })
+            .build();
+        assert_eq!(f.run("RemoveRo").await, DONE);
+        assert_eq!(writes(&f), (0, 0), "two ROs wanted, two present");
+    }
+
     // ---- CleanTempRoMeta ---------------------------------------------------------------
 
     #[tokio::test]

@@ -29,6 +29,8 @@ pub enum HistoryEventType {
     WorkFlowInterrupt,
     /// The run completed.
     WorkFlowCompleted,
+    /// The run was abandoned on request.
+    WorkFlowAbandoned,
 }
 
 /// One line of the history
@@ -329,6 +331,7 @@ impl TransitionHook for HistoryRecorder {
             Transition::StepFailed => HistoryEventType::StepError,
             Transition::FlowCompleted => HistoryEventType::WorkFlowCompleted,
             Transition::FlowInterrupted => HistoryEventType::WorkFlowInterrupt,
+            Transition::FlowAbandoned => HistoryEventType::WorkFlowAbandoned,
         };
         self.record(event, kind);
     }

@@ -73,6 +73,11 @@ pub trait WorkflowHook: Send + Sync {
     async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
         let _ = event;
     }
+    /// The run was abandoned on request ([`crate::abandon`]): it is closed
+    /// `failedAndCompleted`, `event.error` is its reason ([`crate::ABANDONED`] …).
+    async fn on_wf_abandoned(&self, event: &HookEvent<'_>) {
+        let _ = event;
+    }
 }
 
 /// A transition of a run, for hooks that treat every hook point alike.
@@ -92,6 +97,8 @@ pub enum Transition {
     FlowCompleted,
     /// The run was interrupted (`on_wf_interrupt`).
     FlowInterrupted,
+    /// The run was abandoned on request (`on_wf_abandoned`).
+    FlowAbandoned,
 }
 
 /// A hook with one method for every transition. Anything that implements it is a
@@ -141,6 +148,9 @@ impl<T: TransitionHook> WorkflowHook for T {
     async fn on_wf_interrupt(&self, event: &HookEvent<'_>) {
         self.on_transition(event, Transition::FlowInterrupted).await;
     }
+    async fn on_wf_abandoned(&self, event: &HookEvent<'_>) {
+        self.on_transition(event, Transition::FlowAbandoned).await;
+    }
 }
 
 /// The hook points, for dispatch.
@@ -152,6 +162,7 @@ pub(crate) enum HookPoint {
     StepCompleted,
     WfCompleted,
     WfInterrupt,
+    WfAbandoned,
 }
 
 /// Several hooks called in order.
@@ -168,6 +179,7 @@ impl Hooks {
                 HookPoint::StepCompleted => hook.on_step_completed(event).await,
                 HookPoint::WfCompleted => hook.on_wf_completed(event).await,
                 HookPoint::WfInterrupt => hook.on_wf_interrupt(event).await,
+                HookPoint::WfAbandoned => hook.on_wf_abandoned(event).await,
             }
         }
     }

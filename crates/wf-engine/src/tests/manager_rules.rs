@@ -74,6 +74,7 @@ async fn context_keys_and_interrupt_annotations_are_configurable() {
             message: "x/message".into(),
             previous_status: "x/previous".into(),
             recover: "x/recover".into(),
+            ..InterruptAnnotations::default()
         },
         ..WorkflowConfig::default()
     };

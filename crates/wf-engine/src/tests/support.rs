@@ -195,6 +195,9 @@ impl WorkflowHook for RecordingHook {
     async fn on_wf_interrupt(&self, e: &HookEvent<'_>) {
         self.push("wf_interrupt", e);
     }
+    async fn on_wf_abandoned(&self, e: &HookEvent<'_>) {
+        self.push("wf_abandoned", e);
+    }
 }
 
 /// A manager over YAML text and scripted step classes, with one resource.
@@ -228,6 +231,33 @@ pub struct HarnessBuilder {
     config: WorkflowConfig,
     state: State,
     mementos: Option<InMemoryMementoStore>,
+    on_abandon: Option<CleanupScript>,
+}
+
+/// A scripted abandon handler: records the `(seq, flow)` of each run it cleaned up, and
+/// fails while `failing` is set.
+#[derive(Clone, Debug, Default)]
+pub struct CleanupScript {
+    pub cleaned: Arc<Mutex<Vec<(u64, String)>>>,
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl crate::abandon::AbandonHandler<MemoryResource> for CleanupScript {
+    async fn on_abandon(
+        &self,
+        _resource: &MemoryResource,
+        run: crate::abandon::AbandonedRun<'_>,
+    ) -> Result<(), BoxError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the temp instance cannot be deleted".into());
+        }
+        self.cleaned
+            .lock()
+            .unwrap()
+            .push((run.seq, run.runtime.flow_name.clone()));
+        Ok(())
+    }
 }
 
 impl HarnessBuilder {
@@ -264,6 +294,11 @@ impl HarnessBuilder {
         self
     }
 
+    pub fn on_abandon(mut self, cleanup: &CleanupScript) -> Self {
+        self.on_abandon = Some(cleanup.clone());
+        self
+    }
+
     pub fn build(self) -> Harness {
         let mementos = self.mementos.unwrap_or_default();
         let hook = RecordingHook::default();
@@ -272,6 +307,9 @@ impl HarnessBuilder {
             .memento_store(mementos.clone())
             .hook(hook.clone())
             .config(self.config);
+        if let Some(cleanup) = self.on_abandon {
+            builder = builder.on_abandon(cleanup);
+        }
         for (class, script) in self.steps {
             builder = builder.step(class, move || ScriptedStep(script.clone()));
         }
@@ -301,6 +339,7 @@ pub fn harness() -> HarnessBuilder {
         config: WorkflowConfig::default(),
         state: State::CREATING,
         mementos: None,
+        on_abandon: None,
     }
 }
 
