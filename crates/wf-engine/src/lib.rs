@@ -144,6 +144,7 @@
 //!   (feature `failpoints`), and the crash counter of the crash sweep.
 #![deny(missing_docs)]
 
+mod admission;
 mod cancel;
 mod config;
 mod context;
@@ -177,6 +178,7 @@ mod tests;
 pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;
 
+pub use admission::{Admission, Refusal, RefusalEvent, Verdict};
 pub use config::{InterruptAnnotations, WorkflowConfig};
 pub use context::{ContextError, StepContext};
 pub use error::{BoxError, Error};

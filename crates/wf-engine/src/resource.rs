@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{BoxError, State};
+use crate::{BoxError, Refusal, State};
 
 /// Identifies one resource: namespace and name. Locks, memento stores and cancellation are
 /// all keyed by it, never by the name alone.
@@ -100,6 +100,24 @@ pub trait StateResource: Clone + Send + Sync + 'static {
 
     /// True when the resource is gone, is being deleted, or carries `cancelled: "true"`.
     async fn is_cancelled(&self) -> bool;
+
+    /// The refusal recorded on this snapshot for the request it carries now, if any
+    /// ([`StateResource::record_refusal`]). The machine records a refusal only when it
+    /// differs from this one, so the same refusal is not reported again on every reconcile;
+    /// a resource that records per generation returns `None` once the spec changed. The
+    /// default records nothing: `None`.
+    fn refusal(&self) -> Option<Refusal> {
+        None
+    }
+
+    /// Records that the request this resource carries was refused (`Some`), or that the
+    /// refusal is over (`None`: the request was withdrawn, changed so that it passes, or
+    /// admitted), e.g. as a condition a user sees; returns the fresh copy. The default
+    /// records nothing.
+    async fn record_refusal(&self, refusal: Option<&Refusal>) -> Result<Self, ResourceError> {
+        let _ = refusal;
+        Ok(self.clone())
+    }
 
     /// The resource's namespace and name.
     fn key(&self) -> ResourceKey {

@@ -2,6 +2,7 @@
 //! [the engine semantics](../../../../docs/SEMANTICS.md), each test named after the rule it
 //! checks; `docs/SEMANTICS.md` names the test behind every rule.
 
+mod admission_rules;
 mod crash_rules;
 mod damage_rules;
 mod execution_rules;
