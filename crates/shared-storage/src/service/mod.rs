@@ -2,6 +2,7 @@
 //! idempotent (it checks the world before acting) and never waits: when the outside world
 //! is not ready it returns [`Progress::Pending`], and the step reports `Waiting`.
 
+pub mod admission;
 mod cleanup;
 mod cluster_manager;
 mod create;
@@ -16,6 +17,7 @@ mod restart;
 
 use std::time::Duration;
 
+pub use admission::ClusterAdmission;
 pub use cleanup::ApplyTarget;
 pub use deletion::storage_of;
 pub use error::ServiceError;

@@ -74,13 +74,20 @@ impl ServiceStep {
     }
 }
 
-/// The engine outcome of a service error: interrupts stay interrupts, the rest is retried.
+/// The engine outcome of a service error: interrupts stay interrupts, a port failure that
+/// retrying cannot fix ([`crate::ports::PortError::permanent`]: refused, unknown class or
+/// version) interrupts at once with its own reason, the rest (transient) is retried with
+/// backoff.
 pub fn step_error(err: ServiceError) -> StepError {
     match err {
         ServiceError::Interrupt { reason, message } => StepError::interrupt(reason, message),
         ServiceError::Domain(DomainError::Interrupt { reason, message }) => {
             StepError::interrupt(reason, message)
         }
+        ServiceError::Port(port) => match port.permanent() {
+            Some((reason, message)) => StepError::interrupt(reason, message),
+            None => StepError::Failed(Box::new(ServiceError::Port(port))),
+        },
         other => StepError::Failed(Box::new(other)),
     }
 }
