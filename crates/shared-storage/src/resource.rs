@@ -12,7 +12,7 @@ use wf_engine::{
     Refusal, ResourceError, ResourceKey, State, StateResource,
 };
 
-use crate::crd::{annotations, MPDCluster};
+use crate::crd::{annotations, MPDCluster, MPDClusterStatus};
 use crate::ports::{ClusterStore, PortError};
 
 /// How many times a conflicting write is re-read and re-applied.
@@ -173,11 +173,19 @@ impl StateResource for MpdClusterResource {
         .await
     }
 
-    /// The refusal on the `Ready` condition, for the object's current generation.
+    /// The refusal on the `Ready` condition.
     fn refusal(&self) -> Option<Refusal> {
-        let status = self.cr.status.as_ref()?;
-        let (reason, message) = status.refusal(self.cr.metadata.generation)?;
+        let (reason, message, _) = self.cr.status.as_ref()?.refusal()?;
         Some(Refusal { reason, message })
+    }
+
+    /// Whether the refusal was recorded for the object's current generation.
+    fn refusal_is_current(&self) -> bool {
+        self.cr
+            .status
+            .as_ref()
+            .and_then(MPDClusterStatus::refusal)
+            .is_some_and(|(_, _, generation)| generation == self.cr.metadata.generation)
     }
 
     /// `Ready=False` with the refusal's reason and message, or (`None`) the condition of

@@ -101,13 +101,20 @@ pub trait StateResource: Clone + Send + Sync + 'static {
     /// True when the resource is gone, is being deleted, or carries `cancelled: "true"`.
     async fn is_cancelled(&self) -> bool;
 
-    /// The refusal recorded on this snapshot for the request it carries now, if any
-    /// ([`StateResource::record_refusal`]). The machine records a refusal only when it
-    /// differs from this one, so the same refusal is not reported again on every reconcile;
-    /// a resource that records per generation returns `None` once the spec changed. The
-    /// default records nothing: `None`.
+    /// The refusal recorded on this snapshot, if any ([`StateResource::record_refusal`]).
+    /// The machine clears it when nothing is refused any more, and records a new refusal
+    /// only when it differs from this one (or this one is not current), so the same
+    /// refusal is not reported again on every reconcile. The default records nothing:
+    /// `None`.
     fn refusal(&self) -> Option<Refusal> {
         None
+    }
+
+    /// Whether the recorded refusal was recorded for the resource as it is now (e.g. for
+    /// its current generation): an equal refusal of a changed resource is recorded and
+    /// reported again. Default `true`.
+    fn refusal_is_current(&self) -> bool {
+        true
     }
 
     /// Records that the request this resource carries was refused (`Some`), or that the

@@ -466,7 +466,7 @@ impl<R: StateResource> StateMachine<R> {
         refusal: &Refusal,
         hooks: Refusals<'_>,
     ) -> Result<(), Error> {
-        if resource.refusal().as_ref() == Some(refusal) {
+        if resource.refusal().as_ref() == Some(refusal) && resource.refusal_is_current() {
             tracing::debug!(reason = %refusal.reason, "request still refused");
             return Ok(());
         }

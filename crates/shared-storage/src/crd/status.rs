@@ -62,15 +62,17 @@ impl MPDClusterStatus {
         self.set_ready("False", reason, message.to_owned(), generation);
     }
 
-    /// The refusal the `Ready` condition records for `generation`, as (reason, message):
-    /// a `Ready` whose reason is not the one its state gives. `None` when there is none,
-    /// or it was recorded for another generation (the spec changed since).
-    pub fn refusal(&self, generation: Option<i64>) -> Option<(String, String)> {
+    /// The refusal the `Ready` condition records, as (reason, message, the generation it
+    /// was recorded for): a `False` `Ready` whose reason is not the one its state gives.
+    pub fn refusal(&self) -> Option<(String, String, Option<i64>)> {
         let ready = self.conditions.iter().find(|c| c.type_ == "Ready")?;
-        (ready.status == "False"
-            && ready.reason != state_reason(&self.cluster_status)
-            && ready.observed_generation == generation)
-            .then(|| (ready.reason.clone(), ready.message.clone()))
+        (ready.status == "False" && ready.reason != state_reason(&self.cluster_status)).then(|| {
+            (
+                ready.reason.clone(),
+                ready.message.clone(),
+                ready.observed_generation,
+            )
+        })
     }
 
     fn set_ready(&mut self, status: &str, reason: &str, message: String, generation: Option<i64>) {
@@ -129,10 +131,10 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_is_the_ready_condition_until_the_state_is_set_or_the_generation_moves() {
+    fn a_refusal_is_the_ready_condition_with_its_generation_until_the_state_is_set() {
         let mut status = MPDClusterStatus::default();
         status.set_state("Running", Some(2));
-        assert_eq!(status.refusal(Some(2)), None);
+        assert_eq!(status.refusal(), None);
         status.set_refusal(
             "UNKNOWN_CLASS",
             "class polar.o.bogus is not in the catalog",

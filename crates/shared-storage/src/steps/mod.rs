@@ -137,6 +137,24 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
+    fn a_permanent_port_failure_interrupts_and_a_transient_one_is_retried() {
+        use crate::ports::PortError;
+        let refused = step_error(ServiceError::Port(PortError::Rejected {
+            port: "storage",
+            message: "volume default/pvc-demo is used by alpha".into(),
+        }));
+        assert!(
+            matches!(&refused, StepError::Interrupt { reason, .. } if reason == "STORAGE_REFUSED"),
+            "{refused:?}"
+        );
+        let transient = step_error(ServiceError::Port(PortError::Unavailable {
+            port: "storage",
+            message: "timeout".into(),
+        }));
+        assert!(matches!(transient, StepError::Failed(_)), "{transient:?}");
+    }
+
+    #[test]
     fn every_registered_class_has_a_step_and_back() {
         let implemented: BTreeSet<&str> = all_steps().iter().map(|(n, _)| *n).collect();
         let declared: BTreeSet<&str> = crate::registration::STEP_CLASSES.into_iter().collect();
