@@ -253,41 +253,29 @@ pub fn migrate(cr: &MPDCluster, nodes: &[NodeInfo]) -> Verdict {
     Verdict::Admit
 }
 
-/// Whether `other` (another cluster) has taken the volume `pvc` / `volume_id`: it names the
-/// same PVC or the same volume id, and it has started (its state is not empty).
-fn holds_volume(other: &MPDCluster, pvc: &PvcRef, volume_id: &str) -> bool {
+/// Whether `other` (another cluster) has taken the volume `pvc`: it names the same PVC
+/// (the storage manager's key) and it has started (its state is not empty).
+fn holds_volume(other: &MPDCluster, pvc: &PvcRef) -> bool {
     let started = other
         .status
         .as_ref()
         .is_some_and(|s| !s.cluster_status.is_empty());
-    let same_pvc = storage_of(other).as_ref() == Some(pvc);
-    let same_id = !volume_id.is_empty()
-        && other
-            .spec
-            .share_store
-            .as_ref()
-            .is_some_and(|s| s.volume_id == volume_id);
-    started && (same_pvc || same_id)
+    started && storage_of(other).as_ref() == Some(pvc)
 }
 
-/// Create: the volume must not be one another (started) cluster of `all` uses.
+/// Create: the volume (its PVC) must not be one another (started) cluster of `all` uses.
 pub fn check_volume(cr: &MPDCluster, all: &[MPDCluster]) -> Option<Refusal> {
     let pvc = storage_of(cr)?;
-    let volume_id = cr
-        .spec
-        .share_store
-        .as_ref()
-        .map_or("", |s| s.volume_id.as_str());
     let me = name(cr);
     let owner = all
         .iter()
         .filter(|other| name(other) != me)
-        .find(|other| holds_volume(other, &pvc, volume_id))?;
+        .find(|other| holds_volume(other, &pvc))?;
     Some(Refusal::new(
         reason::VOLUME_IN_USE,
         format!(
-            "cluster {me}: the volume (shareStore.sharePvcName {}/{}, volumeId `{volume_id}`) \
-             is used by cluster {}; give this cluster a volume of its own",
+            "cluster {me}: the volume of shareStore.sharePvcName {}/{} is used by cluster {}; \
+             give this cluster a volume of its own",
             pvc.namespace,
             pvc.name,
             name(owner)
