@@ -147,15 +147,15 @@ mod tests {
             ("False", "UNKNOWN_CLASS")
         );
         assert_eq!(
-            status.refusal(Some(2)),
+            status.refusal(),
             Some((
                 "UNKNOWN_CLASS".into(),
-                "class polar.o.bogus is not in the catalog".into()
+                "class polar.o.bogus is not in the catalog".into(),
+                Some(2)
             ))
         );
-        assert_eq!(status.refusal(Some(3)), None, "another generation");
         status.set_state("Running", Some(2));
-        assert_eq!(status.refusal(Some(2)), None);
+        assert_eq!(status.refusal(), None);
         assert_eq!(status.conditions[0].status, "True");
     }
 }

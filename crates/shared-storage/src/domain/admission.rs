@@ -351,3 +351,186 @@ pub fn ros_wanted(cr: &MPDCluster) -> usize {
         .unwrap_or(0)
         .saturating_sub(have)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::crd::{InstanceStatus, MPDClusterSpec, MPDClusterStatus, NetCfg, ShareStore};
+
+    fn node(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            available: true,
+            ..NodeInfo::default()
+        }
+    }
+
+    /// `ns/name` Running with an RW on node-1 and ROs on the next nodes, port `port`, PVC
+    /// `pvc`.
+    fn cluster(name: &str, port: i32, pvc: &str, ros: usize) -> MPDCluster {
+        let mut cr = MPDCluster::new(
+            name,
+            MPDClusterSpec {
+                follower_num: i32::try_from(ros).unwrap(),
+                net_cfg: Some(NetCfg {
+                    engine_start_port: port,
+                    ..NetCfg::default()
+                }),
+                share_store: Some(ShareStore {
+                    share_pvc_name: pvc.into(),
+                    ..ShareStore::default()
+                }),
+                ..MPDClusterSpec::default()
+            },
+        );
+        cr.metadata.namespace = Some("ns".into());
+        let mut entries = BTreeMap::new();
+        for i in 0..=ros {
+            let ty = if i == 0 { "rw" } else { "ro" };
+            entries.insert(
+                format!("{}", 1000 + i),
+                InstanceStatus {
+                    ins_type: ty.into(),
+                    node_name: format!("node-{}", i + 1),
+                    ..InstanceStatus::default()
+                },
+            );
+        }
+        cr.status = Some(MPDClusterStatus {
+            cluster_status: "Running".into(),
+            leader_instance_id: "1000".into(),
+            db_instance_status: entries,
+            ..MPDClusterStatus::default()
+        });
+        cr
+    }
+
+    fn annotate(cr: &mut MPDCluster, key: &str, value: &str) {
+        cr.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.into(), value.into());
+    }
+
+    fn reason_of(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Refuse(r) => r.reason,
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn counts_and_ports_out_of_range_are_refused() {
+        let mut cr = cluster("a", 5432, "pvc-a", 2);
+        assert_eq!(check_follower_num(&cr), None);
+        cr.spec.follower_num = -1;
+        assert_eq!(
+            check_follower_num(&cr).unwrap().reason,
+            reason::INVALID_FOLLOWER_NUM
+        );
+        cr.spec.follower_num = max_follower_num() + 1;
+        assert!(check_follower_num(&cr).is_some());
+        for port in [0, -1, 65536] {
+            cr.spec.net_cfg = Some(NetCfg {
+                engine_start_port: port,
+                ..NetCfg::default()
+            });
+            assert_eq!(
+                check_engine_port(&cr).unwrap().reason,
+                reason::INVALID_ENGINE_PORT,
+                "{port}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_switch_to_the_leader_is_satisfied_and_to_a_non_ro_refused() {
+        let mut cr = cluster("a", 5432, "pvc-a", 2);
+        annotate(&mut cr, annotations::SWITCH_RW, "1001");
+        assert_eq!(switch_rw(&cr), Verdict::Admit);
+        annotate(&mut cr, annotations::SWITCH_RW, "1000");
+        assert_eq!(switch_rw(&cr), Verdict::Satisfied);
+        annotate(&mut cr, annotations::SWITCH_RW, "42");
+        assert_eq!(reason_of(switch_rw(&cr)), reason::UNKNOWN_INSTANCE);
+    }
+
+    #[test]
+    fn ids_must_name_an_instance_of_the_right_role() {
+        let mut cr = cluster("a", 5432, "pvc-a", 1);
+        annotate(&mut cr, annotations::RESTART_INS, "1000");
+        assert_eq!(restart_ins(&cr), None);
+        annotate(&mut cr, annotations::RESTART_INS, "9");
+        assert!(restart_ins(&cr).is_some());
+        annotate(&mut cr, annotations::REMOVE_INS, "1000");
+        assert_eq!(
+            remove_ins(&cr).unwrap().reason,
+            reason::UNKNOWN_INSTANCE,
+            "the RW is not an RO"
+        );
+        annotate(&mut cr, annotations::REMOVE_INS, "1001");
+        assert_eq!(remove_ins(&cr), None);
+    }
+
+    #[test]
+    fn a_migrate_is_checked_and_one_to_the_current_node_satisfied() {
+        let nodes: Vec<NodeInfo> = (1..=4).map(|n| node(&format!("node-{n}"))).collect();
+        let mut cr = cluster("a", 5432, "pvc-a", 1);
+        for (value, want) in [
+            ("1001|node-3", "Admit"),
+            ("1001|node-2", "Satisfied"),
+            ("1001|node-9", reason::UNKNOWN_NODE),
+            ("4242|node-3", reason::UNKNOWN_INSTANCE),
+            ("1001", reason::INVALID_MIGRATE),
+        ] {
+            annotate(&mut cr, annotations::MIGRATE, value);
+            assert_eq!(reason_of(migrate(&cr, &nodes)), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_volume_another_started_cluster_names_is_refused() {
+        let owner = cluster("owner", 5432, "pvc-a", 1);
+        let mut new = cluster("new", 6432, "pvc-a", 1);
+        new.status = None;
+        let refusal = check_volume(&new, std::slice::from_ref(&owner)).unwrap();
+        assert_eq!(refusal.reason, reason::VOLUME_IN_USE);
+        assert!(refusal.message.contains("ns/owner"), "{}", refusal.message);
+        let mut unstarted = owner.clone();
+        unstarted.status = None;
+        assert_eq!(check_volume(&new, &[unstarted]), None);
+        new.spec.share_store.as_mut().unwrap().share_pvc_name = "pvc-b".into();
+        assert_eq!(check_volume(&new, &[owner]), None);
+    }
+
+    #[test]
+    fn nodes_with_the_engine_port_taken_or_holding_the_cluster_are_not_free() {
+        let nodes: Vec<NodeInfo> = (1..=4).map(|n| node(&format!("node-{n}"))).collect();
+        let other = cluster("other", 5432, "pvc-o", 2); // node-1..3 on 5432
+        let mut new = cluster("new", 5432, "pvc-n", 2);
+        new.status = None;
+        assert_eq!(
+            free_nodes(&new, std::slice::from_ref(&other), &nodes),
+            ["node-4"]
+        );
+        let refusal = check_nodes(&new, std::slice::from_ref(&other), &nodes, 3).unwrap();
+        assert_eq!(refusal.reason, reason::NOT_ENOUGH_NODES);
+        assert!(
+            refusal.message.contains("engine port 5432"),
+            "{}",
+            refusal.message
+        );
+        new.spec.net_cfg = Some(NetCfg {
+            engine_start_port: 6432,
+            ..NetCfg::default()
+        });
+        assert_eq!(check_nodes(&new, &[other], &nodes, 3), None, "another port");
+        // Its own instances take their nodes whatever the port.
+        let me = cluster("me", 5432, "pvc-m", 2);
+        assert_eq!(
+            free_nodes(&me, std::slice::from_ref(&me), &nodes),
+            ["node-4"]
+        );
+    }
+}
