@@ -186,11 +186,12 @@ pub fn restart_ins(cr: &MPDCluster) -> Option<Refusal> {
     })
 }
 
-/// `removeIns`: the value must name an RO of this cluster.
+/// `removeIns`: when present, the value must name an RO of this cluster (a scale-in asked
+/// by `followerNum` alone, without the annotation, is not checked here).
 pub fn remove_ins(cr: &MPDCluster) -> Option<Refusal> {
     let target = annotation(cr, annotations::REMOVE_INS);
     let ros = ids_of(cr, ins_type::RO);
-    (!ros.iter().any(|id| id == target)).then(|| {
+    (!target.is_empty() && !ros.iter().any(|id| id == target)).then(|| {
         Refusal::new(
             reason::UNKNOWN_INSTANCE,
             format!(
@@ -471,6 +472,8 @@ mod tests {
         );
         annotate(&mut cr, annotations::REMOVE_INS, "1001");
         assert_eq!(remove_ins(&cr), None);
+        annotate(&mut cr, annotations::REMOVE_INS, "");
+        assert_eq!(remove_ins(&cr), None, "no id: nothing to check");
     }
 
     #[test]

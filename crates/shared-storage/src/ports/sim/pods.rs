@@ -432,13 +432,20 @@ mod tests {
         sim.set_node_available("node-3", false);
         sim.set_node_available("node-4", false);
         let p = pods.ensure_pod(&spec("c")).await.unwrap();
-        assert!(matches!(
-            p,
-            PodProgress::Failed {
-                failure: PodFailure::NoAvailableNode,
-                ..
-            }
-        ));
+        let PodProgress::Failed {
+            failure: PodFailure::NoAvailableNode,
+            message,
+        } = p
+        else {
+            panic!("{p:?}");
+        };
+        // The message says how the nodes are taken and what to change.
+        assert!(
+            message.contains("of 2 available node(s) 2 already hold an instance of this cluster")
+                && message.contains("engine port")
+                && message.contains("spec.netCfg.engineStartPort"),
+            "{message}"
+        );
         assert_eq!(sim.pod("default", "c"), None);
     }
 
