@@ -377,7 +377,6 @@ mod tests {
                 follower_num: i32::try_from(ros).unwrap(),
                 net_cfg: Some(NetCfg {
                     engine_start_port: port,
-                    ..NetCfg::default()
                 }),
                 share_store: Some(ShareStore {
                     share_pvc_name: pvc.into(),
@@ -436,7 +435,6 @@ mod tests {
         for port in [0, -1, 65536] {
             cr.spec.net_cfg = Some(NetCfg {
                 engine_start_port: port,
-                ..NetCfg::default()
             });
             assert_eq!(
                 check_engine_port(&cr).unwrap().reason,
@@ -526,7 +524,6 @@ mod tests {
         );
         new.spec.net_cfg = Some(NetCfg {
             engine_start_port: 6432,
-            ..NetCfg::default()
         });
         assert_eq!(check_nodes(&new, &[other], &nodes, 3), None, "another port");
         // Its own instances take their nodes whatever the port.

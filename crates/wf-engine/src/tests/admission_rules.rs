@@ -53,9 +53,12 @@ impl Admission<MemoryResource> for Scripted {
     }
 }
 
+/// What a hook is told of a refusal: the state, `<reason>: <message>`, the flow.
+type ToldRefusal = (String, String, Option<String>);
+
 /// A hook keeping every refusal it is told about.
 #[derive(Clone, Default)]
-struct Told(Arc<Mutex<Vec<(String, String, Option<String>)>>>);
+struct Told(Arc<Mutex<Vec<ToldRefusal>>>);
 
 #[async_trait]
 impl WorkflowHook for Told {
