@@ -11,7 +11,7 @@
 //! | `AddRo`               | followerNum, engine port, nodes with the port free for every RO asked (A + L) |
 //! | `SwitchRw`            | the target is an RO; the current leader is satisfied |
 //! | `RestartIns`          | the id is an instance |
-//! | `RemoveRo`            | the id is an RO |
+//! | `RemoveRo`            | followerNum; the `removeIns` id (when set) is an RO |
 //! | `MigrateRo`/`MigrateRw` | `<insId>\|<node>`, the instance exists, the node exists (L); its current node is satisfied |
 //!
 //! A satisfied request is consumed: its annotation is removed. The volume is judged from the
@@ -82,7 +82,7 @@ impl ClusterAdmission {
             },
             "SwitchRw" => Some(rules::switch_rw(cr)),
             "RestartIns" => refuse(rules::restart_ins(cr)),
-            "RemoveRo" => refuse(rules::remove_ins(cr)),
+            "RemoveRo" => refuse(rules::check_follower_num(cr).or_else(|| rules::remove_ins(cr))),
             "MigrateRo" | "MigrateRw" => Some(rules::migrate(cr, &self.nodes().await?)),
             _ => None,
         };
