@@ -1,5 +1,5 @@
-//! [Semantics §3.1](../../../../docs/SEMANTICS.md#31-admission): a fired event passes the
-//! machine's admission before the resource leaves its stable state.
+//! [Semantics §3](../../../../docs/SEMANTICS.md#3-the-state-machine), admission (3.1): a
+//! fired event passes the machine's admission before the resource leaves its stable state.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
