@@ -13,7 +13,7 @@ use crate::domain::triggers;
 use crate::ports::Ports;
 use crate::registration::{RESOURCE_TYPE, STABLE_STATES, TRANSLATIONS};
 use crate::resource::{ClusterRecover, MpdClusterResource};
-use crate::service::{ServiceConfig, SharedStorageService};
+use crate::service::{ClusterAdmission, ServiceConfig, SharedStorageService};
 
 /// The assembled operator: what a reconcile needs.
 pub struct Operator {
@@ -113,6 +113,7 @@ impl OperatorBuilder {
     /// Loads the flows, registers the steps and the state machine, and checks that every
     /// class and flow is known.
     pub fn build(self) -> Result<Operator, wf_engine::Error> {
+        let admission = ClusterAdmission::new(self.ports.clone());
         let service = Arc::new(SharedStorageService::new(self.ports, self.service));
         let mut registry = StepRegistry::new();
         crate::steps::register(&mut registry, service.clone());
@@ -135,7 +136,9 @@ impl OperatorBuilder {
         }
         let manager = builder.build()?;
         manager.validate()?;
-        let machine = Arc::new(state_machine(&manager)?);
+        let mut machine = state_machine(&manager)?;
+        machine.register_admission(admission);
+        let machine = Arc::new(machine);
         Ok(Operator {
             machine,
             manager,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use wf_engine::{
     async_trait, AnnotationPatch, AnnotationRecover, InterruptAnnotations, RecoverStrategy,
-    ResourceError, ResourceKey, State, StateResource,
+    Refusal, ResourceError, ResourceKey, State, StateResource,
 };
 
-use crate::crd::{annotations, MPDCluster};
+use crate::crd::{annotations, MPDCluster, MPDClusterStatus};
 use crate::ports::{ClusterStore, PortError};
 
 /// How many times a conflicting write is re-read and re-applied.
@@ -169,6 +169,43 @@ impl StateResource for MpdClusterResource {
                 }
             },
             false,
+        )
+        .await
+    }
+
+    /// The refusal on the `Ready` condition.
+    fn refusal(&self) -> Option<Refusal> {
+        let (reason, message, _) = self.cr.status.as_ref()?.refusal()?;
+        Some(Refusal { reason, message })
+    }
+
+    /// Whether the refusal was recorded for the object's current generation.
+    fn refusal_is_current(&self) -> bool {
+        self.cr
+            .status
+            .as_ref()
+            .and_then(MPDClusterStatus::refusal)
+            .is_some_and(|(_, _, generation)| generation == self.cr.metadata.generation)
+    }
+
+    /// `Ready=False` with the refusal's reason and message, or (`None`) the condition of
+    /// the state again; written to the status through the cluster store (either backend).
+    async fn record_refusal(&self, refusal: Option<&Refusal>) -> Result<Self, ResourceError> {
+        self.write(
+            |cr| {
+                let generation = cr.metadata.generation;
+                let status = cr.status.get_or_insert_with(Default::default);
+                match refusal {
+                    Some(r) => status.set_refusal(&r.reason, &r.message, generation),
+                    None => {
+                        let state = status.cluster_status.clone();
+                        let observed = status.observed_generation;
+                        status.set_state(&state, generation);
+                        status.observed_generation = observed;
+                    }
+                }
+            },
+            true,
         )
         .await
     }

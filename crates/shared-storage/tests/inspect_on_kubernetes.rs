@@ -415,3 +415,25 @@ async fn abandon_on_the_cluster_is_refused_when_nothing_is_stuck_and_ends_a_stuc
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn history_on_the_cluster_shows_a_refused_request_from_its_warning_event() {
+    let mut h = KubeHarness::created(2).await;
+    h.patch_spec(serde_json::json!({"versionCfgModifyTo": {"versionName": "9.9.9"}}))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let json = history(&on_cluster(&h), NAME, OutputFormat::Json)
+        .await
+        .expect("history on the cluster");
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let refused: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "RequestRefused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{json}");
+    let error = refused[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("UNKNOWN_VERSION: ") && error.contains("9.9.9"),
+        "{error}"
+    );
+}

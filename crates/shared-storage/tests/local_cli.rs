@@ -543,19 +543,25 @@ fn twenty_percent_faults_still_end_running_with_retries_visible() {
 #[test]
 fn an_interrupt_exits_1_printing_the_reason_and_the_recover_command() {
     let dir = tempfile::tempdir().unwrap();
-    // Five instances cannot fit on the simulator's four nodes (one engine port per node).
-    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
-    let file = write(
-        dir.path(),
-        "too-big.yaml",
-        &sample.replace("followerNum: 2", "followerNum: 4"),
-    );
     let state = dir.path().join("state");
-    let out = local(&state, &file, &[]);
+    let out = local(&state, &example("mpdcluster.yaml"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A class the catalog knows (so the request is admitted) whose parameters are gone:
+    // the ModifyClass flow finds out at run time and interrupts. (Five instances on the
+    // simulator's four nodes, the old way to get here, are now refused up front.)
+    let sim_file = state.join("sim.json");
+    let mut sim: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sim_file).unwrap()).unwrap();
+    sim["class_params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("polar.o.x4.large");
+    std::fs::write(&sim_file, serde_json::to_vec(&sim).unwrap()).unwrap();
+    let out = local(&state, &example("modify-class.yaml"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("default/demo: Interrupt: NO_AVAILABLE_NODE"),
+        stdout.contains("default/demo: Interrupt: UNKNOWN_CLASS"),
         "{stdout}"
     );
     assert!(

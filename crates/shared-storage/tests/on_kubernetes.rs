@@ -779,3 +779,75 @@ async fn a_failover_the_cm_calls_back_while_a_step_runs_waits_for_the_step_and_i
     let _ = stop.send(());
     served.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_class_is_refused_with_ready_false_and_one_warning_event_and_no_run() {
+    use k8s_openapi::api::events::v1::Event;
+    let mut h = running().await;
+    let runs_before = h
+        .config_map(&format!("{NAME}-workflow"))
+        .await
+        .and_then(|cm| cm.data)
+        .unwrap_or_default()
+        .len();
+    h.patch_spec(json!({"classInfoModifyTo": {"className": "polar.o.bogus"}}))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    // Reconciled again with nothing changed: still refused, not reported again.
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let cr = h.cr().await;
+    let ready = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready")
+        .clone();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "UNKNOWN_CLASS")
+    );
+    assert!(ready.message.contains("polar.o.bogus"), "{}", ready.message);
+    let runs_after = h
+        .config_map(&format!("{NAME}-workflow"))
+        .await
+        .and_then(|cm| cm.data)
+        .unwrap_or_default()
+        .len();
+    assert_eq!(runs_after, runs_before, "no run started");
+    let events = Api::<Event>::namespaced(h.cluster.client(), NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let refused: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("UNKNOWN_CLASS"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    let event = refused[0];
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.series.as_ref().map_or(1, |s| s.count), 1);
+    assert!(
+        event
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("polar.o.bogus"),
+        "{event:#?}"
+    );
+    assert_eq!(
+        event.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some(NAME)
+    );
+    // Withdrawn: Ready is the state's again.
+    h.patch_spec(json!({"classInfoModifyTo": {"className": ""}}))
+        .await;
+    assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
+    let cr = h.cr().await;
+    let ready = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready");
+    assert_eq!(ready.status, "True");
+}

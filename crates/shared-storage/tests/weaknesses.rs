@@ -324,12 +324,23 @@ async fn weakness_2_interrupt_is_recorded_although_the_object_changed_since_the_
     })
     .await;
     let meddler = meddler.unwrap();
-    for node in h.sim.nodes() {
-        h.sim.set_node_available(&node.name, false);
-    }
 
     meddler.start();
     h.edit(|cr| cr.spec.follower_num = 2);
+    // Admitted while nodes are free (the admission refuses an AddRo no node can take);
+    // they all go down before the flow places the RO.
+    let moved =
+        h.op.machine
+            .reconcile(&h.resource().await, &h.op.manager)
+            .await
+            .unwrap();
+    assert!(
+        matches!(moved, wf_engine::Reconciled::Transitioned { .. }),
+        "{moved:?}"
+    );
+    for node in h.sim.nodes() {
+        h.sim.set_node_available(&node.name, false);
+    }
     let state = h.settle().await;
 
     assert_eq!(state, "Interrupt", "{:?}", h.errors);

@@ -111,6 +111,18 @@ pub enum Error {
         /// What the cleanup said.
         source: BoxError,
     },
+    /// The machine's admission could not decide on a request (a read it needs failed); the
+    /// resource stays where it is and the reconcile is tried again.
+    #[error("admission of {resource} into `{target}` failed: {source}")]
+    Admission {
+        /// The resource.
+        resource: ResourceKey,
+        /// The state the request would move it to.
+        target: State,
+        /// The admission's error.
+        #[source]
+        source: BoxError,
+    },
     /// The manager or state machine was set up wrongly.
     #[error("invalid workflow setup: {0}")]
     Setup(String),

@@ -145,6 +145,7 @@
 #![deny(missing_docs)]
 
 pub mod abandon;
+mod admission;
 mod cancel;
 mod config;
 mod context;
@@ -178,6 +179,7 @@ mod tests;
 pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;
 
+pub use admission::{Admission, Refusal, RefusalEvent, Verdict};
 pub use config::{InterruptAnnotations, WorkflowConfig};
 pub use context::{ContextError, StepContext};
 pub use error::{BoxError, Error};

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{AnnotationPatch, ResourceError, ResourceKey, State, StateResource};
+use crate::{AnnotationPatch, Refusal, ResourceError, ResourceKey, State, StateResource};
 
 /// What the store keeps of a resource (also the JSON document of a
 /// [`crate::FileResourceStore`] file).
@@ -26,6 +26,10 @@ pub struct ResourceRecord {
     /// Whether the resource is being deleted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deleting: bool,
+    /// The refusal of the request the resource carries, if it was refused
+    /// ([`StateResource::record_refusal`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
 }
 
 impl ResourceRecord {
@@ -176,6 +180,15 @@ impl StateResource for MemoryResource {
         self.store
             .get(&self.key)
             .is_none_or(|fresh| fresh.record.is_cancelled())
+    }
+
+    fn refusal(&self) -> Option<Refusal> {
+        self.record.refusal.clone()
+    }
+
+    async fn record_refusal(&self, refusal: Option<&Refusal>) -> Result<Self, ResourceError> {
+        self.store
+            .update(&self.key, |r| r.refusal = refusal.cloned())
     }
 }
 

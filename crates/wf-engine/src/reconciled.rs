@@ -65,21 +65,44 @@ pub enum Reconciled {
         /// The resource's state now.
         state: State,
     },
+    /// A checker fired but the machine's [`crate::Admission`] refused the request: the
+    /// resource stays in its stable `state`, no run started, and the refusal is recorded on
+    /// the resource. It rests until it changes (a caller that can may look again slowly:
+    /// what made the request impossible, a busy node or volume, can change by itself).
+    Refused {
+        /// The stable state the resource stays in.
+        state: State,
+        /// The refusal's reason, e.g. `UNKNOWN_CLASS`.
+        reason: String,
+        /// What is wrong and what to change.
+        message: String,
+    },
+    /// A checker fired for a request that is already met; the admission consumed it and
+    /// no run started. The resource stays in `state`; the machine looks again at once.
+    Satisfied {
+        /// The stable state the resource stays in.
+        state: State,
+        /// The event whose request was consumed.
+        event: String,
+    },
 }
 
 impl Reconciled {
     /// When to reconcile again: at once after a transition, a completed flow or a recovery
-    /// (the state changed and there may be more to do), after the step's delay when waiting,
-    /// never for stable and interrupted resources (a change to the resource wakes them).
+    /// (the state changed and there may be more to do) or a consumed request, after the step's
+    /// delay when waiting, never for stable, interrupted and refused resources (a change to the resource wakes them).
     pub fn requeue_after(&self) -> Option<Duration> {
         match self {
             Reconciled::Transitioned { .. }
             | Reconciled::FlowCompleted { .. }
             | Reconciled::Settled
             | Reconciled::Recovered { .. }
-            | Reconciled::Abandoned { .. } => Some(Duration::ZERO),
+            | Reconciled::Abandoned { .. }
+            | Reconciled::Satisfied { .. } => Some(Duration::ZERO),
             Reconciled::Waiting { recheck_after, .. } => Some(*recheck_after),
-            Reconciled::Stable { .. } | Reconciled::Interrupted { .. } => None,
+            Reconciled::Stable { .. }
+            | Reconciled::Interrupted { .. }
+            | Reconciled::Refused { .. } => None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{BoxError, State};
+use crate::{BoxError, Refusal, State};
 
 /// Identifies one resource: namespace and name. Locks, memento stores and cancellation are
 /// all keyed by it, never by the name alone.
@@ -100,6 +100,31 @@ pub trait StateResource: Clone + Send + Sync + 'static {
 
     /// True when the resource is gone, is being deleted, or carries `cancelled: "true"`.
     async fn is_cancelled(&self) -> bool;
+
+    /// The refusal recorded on this snapshot, if any ([`StateResource::record_refusal`]).
+    /// The machine clears it when nothing is refused any more, and records a new refusal
+    /// only when it differs from this one (or this one is not current), so the same
+    /// refusal is not reported again on every reconcile. The default records nothing:
+    /// `None`.
+    fn refusal(&self) -> Option<Refusal> {
+        None
+    }
+
+    /// Whether the recorded refusal was recorded for the resource as it is now (e.g. for
+    /// its current generation): an equal refusal of a changed resource is recorded and
+    /// reported again. Default `true`.
+    fn refusal_is_current(&self) -> bool {
+        true
+    }
+
+    /// Records that the request this resource carries was refused (`Some`), or that the
+    /// refusal is over (`None`: the request was withdrawn, changed so that it passes, or
+    /// admitted), e.g. as a condition a user sees; returns the fresh copy. The default
+    /// records nothing.
+    async fn record_refusal(&self, refusal: Option<&Refusal>) -> Result<Self, ResourceError> {
+        let _ = refusal;
+        Ok(self.clone())
+    }
 
     /// The resource's namespace and name.
     fn key(&self) -> ResourceKey {

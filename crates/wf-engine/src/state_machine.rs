@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::failpoints::{self, failpoint};
+use crate::hook::Hooks;
 use crate::{
-    BoxError, Error, Event, Reconciled, ResourceKey, ResourceLocks, Resumption, State,
-    StateResource, WorkflowManager,
+    Admission, BoxError, Error, Event, Reconciled, Refusal, RefusalEvent, ResourceKey,
+    ResourceLocks, Resumption, State, StateResource, Verdict, WorkflowManager,
 };
 
 /// An event checker: decides from a fresh copy of the resource whether it must leave its
@@ -80,6 +81,7 @@ pub struct StateMachine<R: StateResource> {
     translations: HashMap<State, Vec<Translation<R>>>,
     entries: HashMap<State, Entry<R>>,
     ignored: HashSet<String>,
+    admission: Option<Arc<dyn Admission<R>>>,
     locks: ResourceLocks,
     /// The resources this process moved into an unstable state and has not entered since:
     /// any other resource found in an unstable state was moved there before (another
@@ -106,6 +108,7 @@ impl<R: StateResource> StateMachine<R> {
             translations: HashMap::new(),
             entries: HashMap::new(),
             ignored: HashSet::new(),
+            admission: None,
             locks: ResourceLocks::new(),
             moved: Mutex::default(),
         }
@@ -195,6 +198,14 @@ impl<R: StateResource> StateMachine<R> {
         self
     }
 
+    /// Registers the admission every fired event passes before the resource leaves its
+    /// stable state (replacing an earlier one); see [`Admission`]. It also sees the implicit
+    /// move of a resource with an empty state into `Creating`, before that entry runs.
+    pub fn register_admission(&mut self, admission: impl Admission<R> + 'static) -> &mut Self {
+        self.admission = Some(Arc::new(admission));
+        self
+    }
+
     /// The unstable states with an entry, and the flow each entry runs.
     pub fn entries(&self) -> impl Iterator<Item = (&State, Option<&str>)> {
         self.entries
@@ -247,6 +258,8 @@ impl<R: StateResource> StateMachine<R> {
 
     /// Runs one step of the machine for `resource`
     /// ([semantics §3](../../../docs/SEMANTICS.md#3-the-state-machine)), holding its lock.
+    ///
+    /// Without a manager there are no hooks: a refusal is recorded on the resource only.
     pub async fn do_state_main_enter(&self, resource: &R) -> Result<Reconciled, Error> {
         let _guard = self.locks.lock(&resource.key()).await;
         self.enter_locked(resource).await
@@ -275,20 +288,36 @@ impl<R: StateResource> StateMachine<R> {
             // stable state, then the process stopped before the run's own save).
             manager.close_finished_runs(&fresh).await?;
         }
-        self.enter_fresh(fresh).await
+        let hooks = Refusals {
+            resource_type: manager.resource_type(),
+            hooks: Some(&manager.inner.hooks),
+        };
+        self.enter_fresh(fresh, hooks).await
     }
 
     async fn enter_locked(&self, resource: &R) -> Result<Reconciled, Error> {
-        self.enter_fresh(resource.fetch().await?).await
+        let hooks = Refusals {
+            resource_type: &self.resource_type,
+            hooks: None,
+        };
+        self.enter_fresh(resource.fetch().await?, hooks).await
     }
 
     /// The machine on a copy just read, under the resource's lock.
-    async fn enter_fresh(&self, fresh: R) -> Result<Reconciled, Error> {
+    async fn enter_fresh(&self, fresh: R, hooks: Refusals<'_>) -> Result<Reconciled, Error> {
         let state = fresh.state().effective();
         let span = tracing::info_span!("reconcile", resource = %fresh.key(), state = %state);
         async {
             if self.stable.contains(&state) {
-                return self.leave_stable(&fresh, state).await;
+                return self.leave_stable(&fresh, state, hooks).await;
+            }
+            if fresh.state().is_empty() && self.admission.is_some() {
+                // A new resource: the implicit move into `Creating` is a request too.
+                let event = Event::new(state.as_str());
+                let empty = State::new("");
+                if let Some(done) = self.admit(&fresh, &empty, &event, &state, hooks).await? {
+                    return Ok(done);
+                }
             }
             let Some(entry) = self.entries.get(&state) else {
                 return Err(Error::NoEntry {
@@ -314,7 +343,12 @@ impl<R: StateResource> StateMachine<R> {
         .await
     }
 
-    async fn leave_stable(&self, resource: &R, state: State) -> Result<Reconciled, Error> {
+    async fn leave_stable(
+        &self,
+        resource: &R,
+        state: State,
+        hooks: Refusals<'_>,
+    ) -> Result<Reconciled, Error> {
         let mut last_error = None;
         for translation in self.translations.get(&state).into_iter().flatten() {
             match (translation.checker)(resource) {
@@ -327,6 +361,12 @@ impl<R: StateResource> StateMachine<R> {
                     if self.ignored.contains(&event.name) {
                         tracing::debug!(event = %event.name, "event ignored");
                         return Ok(Reconciled::Stable { state });
+                    }
+                    if let Some(done) = self
+                        .admit(resource, &state, &event, &translation.target, hooks)
+                        .await?
+                    {
+                        return Ok(done);
                     }
                     failpoint!(failpoints::STATE_UPDATE_BEFORE);
                     resource.update_state(translation.target.clone()).await?;
@@ -345,6 +385,10 @@ impl<R: StateResource> StateMachine<R> {
                 }
             }
         }
+        if last_error.is_none() && resource.refusal().is_some() {
+            // Nothing is asked any more: the refused request was withdrawn.
+            resource.record_refusal(None).await?;
+        }
         match last_error {
             Some(source) => Err(Error::Checker {
                 resource: resource.key(),
@@ -353,5 +397,102 @@ impl<R: StateResource> StateMachine<R> {
             }),
             None => Ok(Reconciled::Stable { state }),
         }
+    }
+}
+
+/// Where a refusal is reported: the manager's resource type and hooks (none without a
+/// manager).
+#[derive(Clone, Copy)]
+struct Refusals<'a> {
+    resource_type: &'a str,
+    hooks: Option<&'a Hooks>,
+}
+
+impl<R: StateResource> StateMachine<R> {
+    /// Passes `event` (moving `resource` from `state` to `target`) through the admission.
+    /// `None`: admitted (any recorded refusal is cleared), go on; `Some`: the reconcile's
+    /// result (refused or satisfied).
+    async fn admit(
+        &self,
+        resource: &R,
+        state: &State,
+        event: &Event,
+        target: &State,
+        hooks: Refusals<'_>,
+    ) -> Result<Option<Reconciled>, Error> {
+        let Some(admission) = &self.admission else {
+            return Ok(None);
+        };
+        let verdict = admission
+            .admit(resource, event, target)
+            .await
+            .map_err(|source| Error::Admission {
+                resource: resource.key(),
+                target: target.clone(),
+                source,
+            })?;
+        match verdict {
+            Verdict::Admit => {
+                if resource.refusal().is_some() {
+                    resource.record_refusal(None).await?;
+                }
+                Ok(None)
+            }
+            Verdict::Satisfied => {
+                if resource.refusal().is_some() {
+                    resource.record_refusal(None).await?;
+                }
+                tracing::info!(event = %event.name, "request already satisfied; consumed");
+                Ok(Some(Reconciled::Satisfied {
+                    state: state.clone(),
+                    event: event.name.clone(),
+                }))
+            }
+            Verdict::Refuse(refusal) => {
+                self.refuse(resource, state, event, target, &refusal, hooks)
+                    .await?;
+                Ok(Some(Reconciled::Refused {
+                    state: state.clone(),
+                    reason: refusal.reason,
+                    message: refusal.message,
+                }))
+            }
+        }
+    }
+
+    /// Records a refusal and tells the hooks, unless the resource already records this one.
+    async fn refuse(
+        &self,
+        resource: &R,
+        state: &State,
+        event: &Event,
+        target: &State,
+        refusal: &Refusal,
+        hooks: Refusals<'_>,
+    ) -> Result<(), Error> {
+        if resource.refusal().as_ref() == Some(refusal) && resource.refusal_is_current() {
+            tracing::debug!(reason = %refusal.reason, "request still refused");
+            return Ok(());
+        }
+        resource.record_refusal(Some(refusal)).await?;
+        tracing::info!(event = %event.name, target = %target, reason = %refusal.reason, message = %refusal.message, "request refused");
+        if let Some(list) = hooks.hooks {
+            let key = resource.key();
+            let flow = self
+                .entries
+                .get(target)
+                .and_then(|e| e.main_enter.flow_name());
+            list.refused(&RefusalEvent {
+                resource_type: hooks.resource_type,
+                resource: &key,
+                state,
+                event: &event.name,
+                target,
+                flow,
+                refusal,
+            })
+            .await;
+        }
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! | engine result                         | action                         |
 //! |---------------------------------------|--------------------------------|
 //! | stable, interrupted                   | `await_change`                 |
+//! | refused                               | requeue after [`REFUSED_RECHECK`] |
 //! | transitioned, completed, recovered    | requeue at once                |
 //! | waiting                               | requeue after the step's delay |
 //! | retryable step failure                | requeue after the backoff      |
@@ -182,7 +183,7 @@ impl Decision {
 
     /// A short label of what happened, for the `wf_reconciles_total{result}` metric:
     /// `stable`, `transitioned`, `completed`, `settled`, `waiting`, `interrupted`,
-    /// `recovered`, `retry` (a retryable step failure), `not_found`, `filtered`, or the
+    /// `recovered`, `refused`, `satisfied`, `retry` (a retryable step failure), `not_found`, `filtered`, or the
     /// label a [`Guard`] gave.
     pub fn label(&self) -> &'static str {
         if let Some(label) = self.handled_by {
@@ -197,6 +198,8 @@ impl Decision {
             Some(Reconciled::Interrupted { .. }) => "interrupted",
             Some(Reconciled::Recovered { .. }) => "recovered",
             Some(Reconciled::Abandoned { .. }) => "abandoned",
+            Some(Reconciled::Refused { .. }) => "refused",
+            Some(Reconciled::Satisfied { .. }) => "satisfied",
             None if self.gone => "not_found",
             None => "retry",
         }
@@ -216,11 +219,18 @@ impl Decision {
     }
 }
 
+/// How long a refused resource rests before it is looked at again without a change: what
+/// refused it (a node or volume in use) can free up by itself.
+pub const REFUSED_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Maps an engine result to a decision (see the module table).
 pub fn decide(result: Result<Reconciled, wf_engine::Error>) -> Result<Decision, ReconcileError> {
     match result {
         Ok(reconciled) => Ok(Decision {
-            requeue_after: reconciled.requeue_after(),
+            requeue_after: match reconciled {
+                Reconciled::Refused { .. } => Some(REFUSED_RECHECK),
+                _ => reconciled.requeue_after(),
+            },
             reconciled: Some(reconciled),
             handled_by: None,
             gone: false,

@@ -12,6 +12,10 @@
 //! | `FlowInterrupted` | `Warning` | `WF_FlowInterrupted` |
 //! | `FlowAbandoned`   | `Warning` | `WF_FlowAbandoned`   |
 //!
+//! A refused request ([`wf_engine::Admission`]) publishes a `Warning` whose reason is the
+//! refusal's (e.g. `UNKNOWN_CLASS`), whose note is its message and whose action is
+//! [`REFUSAL_ACTION`]; the engine calls the hook once per new refusal.
+//!
 //! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>` (the
 //! parts that apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event
 //! with the same type, reason, action and resource within minutes into a series (a count on
@@ -27,7 +31,10 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Resource;
 use wf_engine::async_trait;
 use wf_engine::hook::{HookEvent, Transition, TransitionHook};
-use wf_engine::ResourceKey;
+use wf_engine::{RefusalEvent, ResourceKey};
+
+/// The action of the Event published for a refused request.
+pub const REFUSAL_ACTION: &str = "Admission";
 
 /// Default number of events per resource per window.
 pub const DEFAULT_EVENTS_PER_WINDOW: u32 = 10;
@@ -156,6 +163,17 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
     })
 }
 
+/// The event for a refused request: `Warning`, the refusal's reason and message.
+pub fn refusal_event(event: &RefusalEvent<'_>) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: truncate(event.refusal.reason.clone(), MAX_SHORT),
+        note: Some(truncate(event.refusal.message.clone(), MAX_NOTE)),
+        action: REFUSAL_ACTION.to_owned(),
+        secondary: None,
+    }
+}
+
 /// Cuts `text` to at most `max` bytes, on a character boundary.
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
@@ -221,6 +239,20 @@ impl EventRecorderHook {
         }
     }
 
+    /// Publishes the Warning of a refused request (not rate-limited: the engine reports a
+    /// refusal once); whether it was published.
+    pub async fn publish_refusal(&self, event: &RefusalEvent<'_>) -> bool {
+        let k8s_event = refusal_event(event);
+        let reference = self.reference(event.resource);
+        match self.recorder.publish(&k8s_event, &reference).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(resource = %event.resource, reason = %k8s_event.reason, %error, "publishing an event failed");
+                false
+            }
+        }
+    }
+
     /// Publishes the event for a transition; whether one was published (`false` when the
     /// transition has none, the rate limit dropped it, or the API server refused it).
     pub async fn publish(&self, event: &HookEvent<'_>, transition: Transition) -> bool {
@@ -255,6 +287,10 @@ impl EventRecorderHook {
 impl TransitionHook for EventRecorderHook {
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
         self.publish(event, transition).await;
+    }
+
+    async fn on_refused(&self, event: &RefusalEvent<'_>) {
+        self.publish_refusal(event).await;
     }
 }
 

@@ -344,6 +344,43 @@ fn event_type(reason: &str) -> Option<HistoryEventType> {
     })
 }
 
+/// The time an Event happened.
+fn event_time(event: &Event) -> Option<DateTime<Utc>> {
+    event
+        .event_time
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .and_then(chrono_time)
+}
+
+/// The Warning of a refused request as a history event (`RequestRefused`, no run).
+fn refusal_line(event: &Event, name: &str, namespace: &str) -> HistoryEvent {
+    let time = event_time(event);
+    HistoryEvent {
+        resource_name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        workflow_id: 0,
+        step_id: "0-0".to_owned(),
+        flow_name: String::new(),
+        step_name: String::new(),
+        event_type: HistoryEventType::RequestRefused,
+        start_time: time,
+        end_time: time,
+        step: 0,
+        step_count: 0,
+        retry: 0,
+        resumes: 0,
+        error: format!(
+            "{}: {}",
+            event.reason.as_deref().unwrap_or_default(),
+            event.note.as_deref().unwrap_or_default()
+        ),
+        replayed: false,
+    }
+}
+
 /// A workflow Event as a history event: the flow and step from its action
 /// (`<flow>[/<step>]`), the error from its note (`... error=<error>`), the position and
 /// retries from the run it belongs to. `None` for Events that are not a workflow's.
@@ -353,21 +390,18 @@ fn history_event(
     namespace: &str,
     runs: &[StoredRuntime],
 ) -> Option<HistoryEvent> {
-    let event_type = event_type(event.reason.as_deref()?)?;
     let action = event.action.as_deref().unwrap_or_default();
+    if action == wf_kube::events::REFUSAL_ACTION {
+        return Some(refusal_line(event, name, namespace));
+    }
+    let event_type = event_type(event.reason.as_deref()?)?;
     let (flow, step_name) = action.split_once('/').unwrap_or((action, ""));
     let error = event
         .note
         .as_deref()
         .and_then(|n| n.split_once(" error=").map(|(_, e)| e.to_owned()))
         .unwrap_or_default();
-    let time = event
-        .event_time
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-        .and_then(chrono_time);
+    let time = event_time(event);
     // The run: the latest of this flow started by the Event's time.
     let run = runs
         .iter()

@@ -177,6 +177,12 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
                     global.state_dir.display()
                 ));
             }
+            Settled::Refused { reason, message } => {
+                out.line(format_args!("{key}: Refused: {reason}: {message}"));
+                out.line(format_args!(
+                    "  nothing was started; change the request in the file and run `local` again"
+                ));
+            }
             Settled::Other(state) => out.line(format_args!("{key}: stopped in state {state}")),
             Settled::Gone => out.line(format_args!("{key}: deleted")),
             Settled::Failed(error) => {

@@ -26,6 +26,13 @@ pub enum Settled {
         /// `interrupt.message`.
         message: String,
     },
+    /// A request was refused before a flow started: the refusal on its `Ready` condition.
+    Refused {
+        /// The refusal's reason.
+        reason: String,
+        /// Its message.
+        message: String,
+    },
     /// Stable in another state.
     Other(String),
     /// The resource is gone.
@@ -68,9 +75,13 @@ pub async fn settle_one(
         LoopOutcome::Failed(err) => Settled::Failed(err.to_string()),
         LoopOutcome::Stable(fresh)
         | LoopOutcome::Unsettled(fresh)
-        | LoopOutcome::Stopped(fresh) => match fresh.state().as_str() {
-            "Running" => Settled::Running,
-            "Interrupt" => Settled::Interrupted {
+        | LoopOutcome::Stopped(fresh) => match (fresh.refusal(), fresh.state().as_str()) {
+            (Some(refusal), _) => Settled::Refused {
+                reason: refusal.reason,
+                message: refusal.message,
+            },
+            (None, "Running") => Settled::Running,
+            (None, "Interrupt") => Settled::Interrupted {
                 reason: fresh
                     .annotation(annotations::INTERRUPT_REASON)
                     .unwrap_or_default(),
@@ -78,7 +89,7 @@ pub async fn settle_one(
                     .annotation(annotations::INTERRUPT_MESSAGE)
                     .unwrap_or_default(),
             },
-            other => Settled::Other(other.to_owned()),
+            (None, other) => Settled::Other(other.to_owned()),
         },
     }
 }

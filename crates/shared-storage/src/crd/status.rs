@@ -46,12 +46,36 @@ impl MPDClusterStatus {
         self.observed_generation = generation.or(self.observed_generation);
         let ready = state == "Running";
         let status = if ready { "True" } else { "False" };
-        let reason = if state.is_empty() { "Unknown" } else { state };
+        let reason = state_reason(state);
         let message = if ready {
             "the cluster is running".to_owned()
         } else {
             format!("the cluster is {state}")
         };
+        self.set_ready(status, reason, message, generation);
+    }
+
+    /// Records a refused request on the `Ready` condition: `False` with the refusal's
+    /// reason and message, for `generation` (the state and `observedGeneration` are left
+    /// alone: the spec was not acted on).
+    pub fn set_refusal(&mut self, reason: &str, message: &str, generation: Option<i64>) {
+        self.set_ready("False", reason, message.to_owned(), generation);
+    }
+
+    /// The refusal the `Ready` condition records, as (reason, message, the generation it
+    /// was recorded for): a `False` `Ready` whose reason is not the one its state gives.
+    pub fn refusal(&self) -> Option<(String, String, Option<i64>)> {
+        let ready = self.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "False" && ready.reason != state_reason(&self.cluster_status)).then(|| {
+            (
+                ready.reason.clone(),
+                ready.message.clone(),
+                ready.observed_generation,
+            )
+        })
+    }
+
+    fn set_ready(&mut self, status: &str, reason: &str, message: String, generation: Option<i64>) {
         match self.conditions.iter_mut().find(|c| c.type_ == "Ready") {
             Some(existing) => {
                 if existing.status != status {
@@ -104,6 +128,44 @@ mod tests {
         );
         assert!(again.0 >= since.0);
         assert_eq!(status.observed_generation, Some(4));
+    }
+
+    #[test]
+    fn a_refusal_is_the_ready_condition_with_its_generation_until_the_state_is_set() {
+        let mut status = MPDClusterStatus::default();
+        status.set_state("Running", Some(2));
+        assert_eq!(status.refusal(), None);
+        status.set_refusal(
+            "UNKNOWN_CLASS",
+            "class polar.o.bogus is not in the catalog",
+            Some(2),
+        );
+        assert_eq!(status.cluster_status, "Running");
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "UNKNOWN_CLASS")
+        );
+        assert_eq!(
+            status.refusal(),
+            Some((
+                "UNKNOWN_CLASS".into(),
+                "class polar.o.bogus is not in the catalog".into(),
+                Some(2)
+            ))
+        );
+        status.set_state("Running", Some(2));
+        assert_eq!(status.refusal(), None);
+        assert_eq!(status.conditions[0].status, "True");
+    }
+}
+
+/// The `Ready` reason of a state: the state itself, `Unknown` when empty.
+fn state_reason(state: &str) -> &str {
+    if state.is_empty() {
+        "Unknown"
+    } else {
+        state
     }
 }
 

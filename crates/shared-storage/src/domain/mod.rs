@@ -9,6 +9,7 @@
 //! - [`engine_state`]: folding the cluster manager's reports into the model;
 //! - [`mapping`]: the MPDCluster object to the aggregate and back (§2.3).
 
+pub mod admission;
 mod cluster;
 pub mod engine_state;
 mod error;

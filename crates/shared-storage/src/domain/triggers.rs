@@ -9,8 +9,11 @@
 //! - `switchRw` with an empty value does not fire;
 //! - lowering `followerNum` below the number of ROs fires `removeRo` (a declarative
 //!   scale-in of the newest RO; the original scaled in only by `removeIns`);
-//! - a switch to the current leader and a migrate to the node the instance already runs on
-//!   do not fire (the request is already satisfied);
+//! - a switch to the current leader, a migrate to the node the instance already runs on and
+//!   a migrate naming no instance (or not `<insId>|<node>`) **do** fire, so that the
+//!   machine's admission ([`crate::service::admission`]) sees them: it consumes a satisfied
+//!   request (removes the annotation) and refuses a malformed one, where the original left
+//!   the annotation on the object forever;
 //! - `rebuild` does not fire by itself from `Interrupt` when the interrupted flow was a
 //!   Rebuild (`interrupt.previous.status == Rebuild`): the Rebuild flow's own
 //!   `forceRebuild=T` would otherwise loop. A human resumes it with `interrupt.recover`,
@@ -137,21 +140,26 @@ pub fn flush_params(cr: &MPDCluster) -> bool {
     is_true(annotation(cr, annotations::FLUSH_PARAMS))
 }
 
-/// Planned switchover: `switchRw` is present, **non-empty** and differs from
-/// `leaderInstanceId` (weakness 27: an empty value or the current leader does not fire).
+/// Planned switchover: `switchRw` is present and **non-empty** (weakness 27: an empty value
+/// does not fire; the current leader fires, and the admission consumes it).
 pub fn switch_rw(cr: &MPDCluster) -> bool {
-    annotation(cr, annotations::SWITCH_RW).is_some_and(|v| !v.is_empty() && v != leader(cr))
+    annotation(cr, annotations::SWITCH_RW).is_some_and(|v| !v.is_empty())
 }
 
-/// Move an RO: `migrate` parses as `insId|node` (both non-empty), a status entry keyed insId
-/// exists, it is not the leader, and it does not already run on the target node.
+/// Move an RO: `migrate` is non-empty and does not name the leader (a value that is not
+/// `insId|node`, or names no instance, fires too: the admission refuses it; one naming the
+/// instance's own node is consumed).
 pub fn migrate_ro(cr: &MPDCluster) -> bool {
-    migrate_request(cr).is_some_and(|(ins_id, _)| ins_id != leader(cr))
+    annotation(cr, annotations::MIGRATE).is_some_and(|v| {
+        !v.is_empty() && parse_migrate(v).is_none_or(|(ins_id, _)| ins_id != leader(cr))
+    })
 }
 
-/// Move the RW: as [`migrate_ro`], but the insId **is** the leader.
+/// Move the RW: `migrate` parses as `insId|node` and the insId **is** the leader.
 pub fn migrate_rw(cr: &MPDCluster) -> bool {
-    migrate_request(cr).is_some_and(|(ins_id, _)| ins_id == leader(cr))
+    annotation(cr, annotations::MIGRATE)
+        .and_then(parse_migrate)
+        .is_some_and(|(ins_id, _)| !ins_id.is_empty() && ins_id == leader(cr))
 }
 
 /// Minor version upgrade: `versionCfgModifyTo.versionName` is non-empty and differs from
@@ -202,13 +210,6 @@ fn ro_count(cr: &MPDCluster) -> usize {
 /// Grow PFS: `extendStorage` is `1`, `T` or `true`.
 pub fn extend_storage(cr: &MPDCluster) -> bool {
     is_true(annotation(cr, annotations::EXTEND_STORAGE))
-}
-
-/// The `(insId, node)` of a `migrate` request that is not already satisfied.
-fn migrate_request(cr: &MPDCluster) -> Option<(String, String)> {
-    let (ins_id, node) = parse_migrate(annotation(cr, annotations::MIGRATE)?)?;
-    let entry = instances(cr).get(&ins_id)?;
-    (entry.node_name != node).then_some((ins_id, node))
 }
 
 fn annotation<'a>(cr: &'a MPDCluster, key: &str) -> Option<&'a str> {
@@ -610,9 +611,9 @@ mod tests {
                     true,
                 ),
                 (
-                    "the current leader",
+                    "the current leader fires (admission consumes it)",
                     |cr| annotate(cr, "switchRw", "1002"),
-                    false,
+                    true,
                 ),
                 ("empty", |cr| annotate(cr, "switchRw", ""), false),
                 (
@@ -628,12 +629,12 @@ mod tests {
     }
 
     #[test]
-    fn weakness_27_switch_rw_empty_or_to_leader_does_not_fire() {
+    fn weakness_27_switch_rw_empty_does_not_fire_but_to_the_leader_does_for_admission() {
         let mut cr = running();
         annotate(&mut cr, "switchRw", "");
         assert!(!switch_rw(&cr));
         annotate(&mut cr, "switchRw", "1002");
-        assert!(!switch_rw(&cr));
+        assert!(switch_rw(&cr));
     }
 
     #[test]
@@ -648,19 +649,19 @@ mod tests {
                     true,
                 ),
                 (
-                    "RO to its own node",
+                    "RO to its own node fires (admission consumes it)",
                     |cr| annotate(cr, "migrate", "1004|node-b"),
-                    false,
+                    true,
                 ),
                 ("leader", |cr| annotate(cr, "migrate", "1002|node-x"), false),
                 (
-                    "unknown id",
+                    "unknown id fires (admission refuses it)",
                     |cr| annotate(cr, "migrate", "4242|node-x"),
-                    false,
+                    true,
                 ),
-                ("no node", |cr| annotate(cr, "migrate", "1004|"), false),
-                ("no id", |cr| annotate(cr, "migrate", "|node-x"), false),
-                ("no separator", |cr| annotate(cr, "migrate", "1004"), false),
+                ("no node", |cr| annotate(cr, "migrate", "1004|"), true),
+                ("no id", |cr| annotate(cr, "migrate", "|node-x"), true),
+                ("no separator", |cr| annotate(cr, "migrate", "1004"), true),
                 ("empty", |cr| annotate(cr, "migrate", ""), false),
                 (
                     "temp RO entry",
@@ -688,31 +689,31 @@ mod tests {
                     true,
                 ),
                 (
-                    "leader to its own node",
+                    "leader to its own node fires (admission consumes it)",
                     |cr| annotate(cr, "migrate", "1002|node-a"),
-                    false,
+                    true,
                 ),
                 ("an RO", |cr| annotate(cr, "migrate", "1004|node-x"), false),
                 ("no node", |cr| annotate(cr, "migrate", "1002|"), false),
                 (
-                    "leader without status entry",
+                    "leader without status entry fires (admission refuses it)",
                     |cr| {
                         st(cr).db_instance_status.remove("1002");
                         annotate(cr, "migrate", "1002|node-x");
                     },
-                    false,
+                    true,
                 ),
             ],
         );
     }
 
     #[test]
-    fn weakness_27_migrate_to_current_node_does_not_fire() {
+    fn weakness_27_migrate_to_current_node_fires_once_for_admission_to_consume() {
         let mut cr = running();
         annotate(&mut cr, "migrate", "1004|node-b");
-        assert!(!migrate_ro(&cr) && !migrate_rw(&cr));
+        assert!(migrate_ro(&cr) && !migrate_rw(&cr));
         annotate(&mut cr, "migrate", "1002|node-a");
-        assert!(!migrate_ro(&cr) && !migrate_rw(&cr));
+        assert!(!migrate_ro(&cr) && migrate_rw(&cr));
     }
 
     #[test]

@@ -104,10 +104,18 @@ impl SharedStorageService {
             match self.ports.ports.check_engine_port(model.port).await? {
                 PortCheck::Free => {}
                 other => {
+                    let what = match other {
+                        PortCheck::OutOfRange => "outside the allowed range",
+                        _ => "in use on a node",
+                    };
                     return Err(ServiceError::interrupt(
                         "ENGINE_PORT_UNAVAILABLE",
-                        format!("cluster {cluster}: engine port {} is {other:?}", model.port),
-                    ))
+                        format!(
+                            "cluster {cluster}: engine port {} is {what}; choose another \
+                             spec.netCfg.engineStartPort, then run `recover`",
+                            model.port
+                        ),
+                    ));
                 }
             }
             let count = usize::try_from(model.ro_replicas.max(0)).unwrap_or(0);

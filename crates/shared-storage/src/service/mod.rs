@@ -3,6 +3,7 @@
 //! is not ready it returns [`Progress::Pending`], and the step reports `Waiting`.
 
 mod abandon;
+pub mod admission;
 mod cleanup;
 mod cluster_manager;
 mod create;
@@ -18,6 +19,7 @@ mod restart;
 use std::time::Duration;
 
 pub use abandon::AbandonCleanup;
+pub use admission::ClusterAdmission;
 pub use cleanup::ApplyTarget;
 pub use deletion::storage_of;
 pub use error::ServiceError;

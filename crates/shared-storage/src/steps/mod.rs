@@ -74,13 +74,20 @@ impl ServiceStep {
     }
 }
 
-/// The engine outcome of a service error: interrupts stay interrupts, the rest is retried.
+/// The engine outcome of a service error: interrupts stay interrupts, a port failure that
+/// retrying cannot fix ([`crate::ports::PortError::permanent`]: refused, unknown class or
+/// version) interrupts at once with its own reason, the rest (transient) is retried with
+/// backoff.
 pub fn step_error(err: ServiceError) -> StepError {
     match err {
         ServiceError::Interrupt { reason, message } => StepError::interrupt(reason, message),
         ServiceError::Domain(DomainError::Interrupt { reason, message }) => {
             StepError::interrupt(reason, message)
         }
+        ServiceError::Port(port) => match port.permanent() {
+            Some((reason, message)) => StepError::interrupt(reason, message),
+            None => StepError::Failed(Box::new(ServiceError::Port(port))),
+        },
         other => StepError::Failed(Box::new(other)),
     }
 }
@@ -128,6 +135,24 @@ impl wf_engine::Step for ServiceStep {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_permanent_port_failure_interrupts_and_a_transient_one_is_retried() {
+        use crate::ports::PortError;
+        let refused = step_error(ServiceError::Port(PortError::Rejected {
+            port: "storage",
+            message: "volume default/pvc-demo is used by alpha".into(),
+        }));
+        assert!(
+            matches!(&refused, StepError::Interrupt { reason, .. } if reason == "STORAGE_REFUSED"),
+            "{refused:?}"
+        );
+        let transient = step_error(ServiceError::Port(PortError::Unavailable {
+            port: "storage",
+            message: "timeout".into(),
+        }));
+        assert!(matches!(transient, StepError::Failed(_)), "{transient:?}");
+    }
 
     #[test]
     fn every_registered_class_has_a_step_and_back() {

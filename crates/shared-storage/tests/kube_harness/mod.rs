@@ -186,8 +186,10 @@ impl KubeHarness {
             match self.op.reconciler.decide(&cr).await {
                 Ok(decision) => {
                     let stable = matches!(decision.reconciled, Some(Reconciled::Stable { .. }));
+                    // A refused cluster rests (the controller only looks again slowly).
+                    let refused = matches!(decision.reconciled, Some(Reconciled::Refused { .. }));
                     last = Some(decision.reconciled.clone());
-                    if decision.gone || (stable && decision.requeue_after.is_none()) {
+                    if decision.gone || refused || (stable && decision.requeue_after.is_none()) {
                         settled = true;
                         break;
                     }

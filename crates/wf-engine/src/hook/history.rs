@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{HookEvent, Transition, TransitionHook};
 use crate::failpoints::{self, failpoint};
+use crate::RefusalEvent;
 
 /// The kind of a history event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub enum HistoryEventType {
     WorkFlowCompleted,
     /// The run was abandoned on request.
     WorkFlowAbandoned,
+    /// A request was refused before any run started ([`crate::Admission`]): `workflow_id`
+    /// is 0, `flow_name` the flow it would have run, `error` is `<reason>: <message>`.
+    RequestRefused,
 }
 
 /// One line of the history
@@ -334,6 +338,30 @@ impl TransitionHook for HistoryRecorder {
             Transition::FlowAbandoned => HistoryEventType::WorkFlowAbandoned,
         };
         self.record(event, kind);
+    }
+
+    async fn on_refused(&self, event: &RefusalEvent<'_>) {
+        let now = Utc::now();
+        let line = HistoryEvent {
+            resource_name: event.resource.name.clone(),
+            namespace: event.resource.namespace.clone(),
+            workflow_id: 0,
+            step_id: "0-0".to_owned(),
+            flow_name: event.flow.unwrap_or(event.target.as_str()).to_owned(),
+            step_name: String::new(),
+            event_type: HistoryEventType::RequestRefused,
+            start_time: Some(now),
+            end_time: Some(now),
+            step: 0,
+            step_count: 0,
+            retry: 0,
+            resumes: 0,
+            error: event.refusal.to_string(),
+            replayed: false,
+        };
+        if let Err(err) = self.append(&line) {
+            tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
+        }
     }
 }
 

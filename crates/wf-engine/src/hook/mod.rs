@@ -12,7 +12,7 @@ pub use history::{
     parse_history, read_history, HistoryError, HistoryEvent, HistoryEventType, HistoryRecorder,
 };
 
-use crate::{ResourceKey, WorkflowRuntime};
+use crate::{RefusalEvent, ResourceKey, WorkflowRuntime};
 
 /// What a hook is told: which resource, which run, which step.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +78,12 @@ pub trait WorkflowHook: Send + Sync {
     async fn on_wf_abandoned(&self, event: &HookEvent<'_>) {
         let _ = event;
     }
+
+    /// A request was refused before it left the stable state: no run exists. Called once
+    /// per new refusal (not again while the same refusal stands).
+    async fn on_refused(&self, event: &RefusalEvent<'_>) {
+        let _ = event;
+    }
 }
 
 /// A transition of a run, for hooks that treat every hook point alike.
@@ -121,6 +127,11 @@ pub enum Transition {
 pub trait TransitionHook: Send + Sync {
     /// Called after each persisted transition.
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition);
+
+    /// Called when a request is refused ([`WorkflowHook::on_refused`]); nothing by default.
+    async fn on_refused(&self, event: &RefusalEvent<'_>) {
+        let _ = event;
+    }
 }
 
 #[async_trait]
@@ -151,6 +162,10 @@ impl<T: TransitionHook> WorkflowHook for T {
     async fn on_wf_abandoned(&self, event: &HookEvent<'_>) {
         self.on_transition(event, Transition::FlowAbandoned).await;
     }
+
+    async fn on_refused(&self, event: &RefusalEvent<'_>) {
+        TransitionHook::on_refused(self, event).await;
+    }
 }
 
 /// The hook points, for dispatch.
@@ -170,6 +185,12 @@ pub(crate) enum HookPoint {
 pub(crate) struct Hooks(pub(crate) Vec<Arc<dyn WorkflowHook>>);
 
 impl Hooks {
+    pub(crate) async fn refused(&self, event: &RefusalEvent<'_>) {
+        for hook in &self.0 {
+            hook.on_refused(event).await;
+        }
+    }
+
     pub(crate) async fn call(&self, point: HookPoint, event: &HookEvent<'_>) {
         for hook in &self.0 {
             match point {

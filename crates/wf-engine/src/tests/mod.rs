@@ -3,6 +3,7 @@
 //! checks; `docs/SEMANTICS.md` names the test behind every rule.
 
 mod abandon_rules;
+mod admission_rules;
 mod crash_rules;
 mod damage_rules;
 mod execution_rules;

@@ -115,6 +115,44 @@ impl World {
         })
     }
 
+    /// Why no node takes `spec`: how many available nodes have its engine port taken by
+    /// another cluster, how many already hold this cluster, and what to change.
+    fn no_node(&self, spec: &InsPodSpec) -> String {
+        let on = |node: &str, mine: bool| {
+            self.pods.values().any(|r| {
+                let p = &r.pod;
+                p.node == node
+                    && !(p.namespace == spec.cluster.namespace && p.name == spec.pod_name)
+                    && if mine {
+                        p.cluster == spec.cluster
+                    } else {
+                        p.cluster != spec.cluster && p.port == spec.port
+                    }
+            })
+        };
+        let available: Vec<&str> = self
+            .nodes
+            .values()
+            .filter(|n| n.available)
+            .map(|n| n.name.as_str())
+            .collect();
+        let own = available.iter().filter(|n| on(n, true)).count();
+        let port = available
+            .iter()
+            .filter(|n| !on(n, true) && on(n, false))
+            .count();
+        format!(
+            "no node for pod {}: of {} available node(s) {own} already hold an instance of \
+             this cluster and engine port {} is taken on {port} by another cluster ({} node(s) \
+             unavailable); lower spec.followerNum, choose another spec.netCfg.engineStartPort, \
+             or add nodes",
+            spec.pod_name,
+            available.len(),
+            spec.port,
+            self.nodes.len() - available.len()
+        )
+    }
+
     /// Where a new pod goes, or why it cannot go anywhere.
     fn place(&self, spec: &InsPodSpec) -> Result<String, PodProgress> {
         if let Some(target) = &spec.target_node {
@@ -136,12 +174,7 @@ impl World {
             .values()
             .find(|n| n.available && !self.node_taken(&n.name, spec))
             .map(|n| n.name.clone())
-            .ok_or_else(|| {
-                failed(
-                    PodFailure::NoAvailableNode,
-                    format!("no available node for {}", spec.pod_name),
-                )
-            })
+            .ok_or_else(|| failed(PodFailure::NoAvailableNode, self.no_node(spec)))
     }
 
     fn ensure_pod(&mut self, spec: &InsPodSpec) -> Result<PodProgress, PortError> {
@@ -399,13 +432,20 @@ mod tests {
         sim.set_node_available("node-3", false);
         sim.set_node_available("node-4", false);
         let p = pods.ensure_pod(&spec("c")).await.unwrap();
-        assert!(matches!(
-            p,
-            PodProgress::Failed {
-                failure: PodFailure::NoAvailableNode,
-                ..
-            }
-        ));
+        let PodProgress::Failed {
+            failure: PodFailure::NoAvailableNode,
+            message,
+        } = p
+        else {
+            panic!("{p:?}");
+        };
+        // The message says how the nodes are taken and what to change.
+        assert!(
+            message.contains("of 2 available node(s) 2 already hold an instance of this cluster")
+                && message.contains("engine port")
+                && message.contains("spec.netCfg.engineStartPort"),
+            "{message}"
+        );
         assert_eq!(sim.pod("default", "c"), None);
     }
 
