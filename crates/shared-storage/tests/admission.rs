@@ -211,7 +211,7 @@ fn a_switchover_to_an_instance_that_is_not_an_ro_is_refused() {
         dir.path(),
         "switch-rw.yaml",
         "switch-nowhere.yaml",
-        &[("RO_INS_ID", "4242")],
+        &[("switchRw: \"1004\"", "switchRw: \"4242\"")],
     );
     let message = assert_refused(&state, &bogus, "demo", "UNKNOWN_INSTANCE");
     assert!(message.contains("switchRw `4242`"), "{message}");
@@ -277,7 +277,7 @@ fn a_switchover_to_the_current_leader_is_consumed_without_a_run() {
         dir.path(),
         "switch-rw.yaml",
         "switch-to-leader.yaml",
-        &[("RO_INS_ID", &leader)],
+        &[("switchRw: \"1004\"", &format!("switchRw: \"{leader}\""))],
     );
     let before = runs(&state, "demo").len();
     let out = local(&state, &to_leader);
