@@ -11,10 +11,11 @@
 //! | `StepFailed`      | `Warning` | `WF_StepFailed`      |
 //! | `FlowInterrupted` | `Warning` | `WF_FlowInterrupted` |
 //!
-//! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>` (the
-//! parts that apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event
-//! with the same type, reason, action and resource within minutes into a series (a count on
-//! the first event), so two steps of one flow stay two events. Publishing failures are
+//! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>`, or
+//! `flow=<flow> step=<step> waiting=<reason>` for a wait that says why (the parts that
+//! apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event with the
+//! same type, reason, action and resource within minutes into a series (a count on the
+//! first event), so two steps of one flow stay two events. Publishing failures are
 //! logged, never returned: events never fail a flow.
 
 use std::collections::HashMap;
@@ -126,6 +127,12 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
     if let Some(step) = event.step_runtime() {
         note.push_str(" step=");
         note.push_str(&step.step_name);
+    }
+    if transition == Transition::StepWaiting {
+        if let Some(reason) = event.wait_reason() {
+            note.push_str(" waiting=");
+            note.push_str(reason);
+        }
     }
     let error = match transition {
         Transition::FlowInterrupted => event
@@ -283,6 +290,7 @@ mod tests {
                 retry_times: 1,
                 resume_times: 0,
                 last_error: Some("boom".into()),
+                wait_reason: None,
             }],
         }
     }
