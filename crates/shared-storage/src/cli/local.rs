@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 use wf_engine::{FileMementoStore, HistoryRecorder, ResourceKey, RetryPolicy, WorkflowConfig};
 
 use super::args::{GlobalArgs, LocalArgs};
+use super::exit::{self, Outcome};
 use super::printer::TransitionPrinter;
 use super::runner::{settle_all, Settled};
 use super::signals::{Shutdown, StopSignal};
 use super::stdout::Stdout;
-use super::{EXIT_INTERRUPTED, EXIT_OK};
 #[cfg(doc)]
 use super::{EXIT_SIGINT, EXIT_SIGTERM};
 use crate::crd::MPDCluster;
@@ -29,7 +29,7 @@ use crate::registration::RESOURCE_TYPE;
 use crate::service::ServiceConfig;
 
 fn exit_code(err: &LocalError) -> u8 {
-    u8::try_from(err.exit_code()).unwrap_or(EXIT_INTERRUPTED)
+    Outcome::of_code(err.exit_code()).code()
 }
 
 fn key_of(doc: &MPDCluster) -> ResourceKey {
@@ -110,16 +110,10 @@ fn apply(
     Ok(keys)
 }
 
-/// The exit code of the summary.
+/// The exit code of the summary: the worst outcome of the resources (see
+/// [`exit::of_settled`]).
 fn exit_code_of(results: &BTreeMap<ResourceKey, Settled>) -> u8 {
-    if results
-        .values()
-        .all(|s| matches!(s, Settled::Running | Settled::Gone))
-    {
-        EXIT_OK
-    } else {
-        EXIT_INTERRUPTED
-    }
+    exit::worst(results.values().map(exit::of_settled)).code()
 }
 
 /// Prints the summary; returns the exit code.
@@ -147,6 +141,16 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
     exit_code_of(results)
 }
 
+/// The first line of `local`: what it applies, and where.
+fn header(files: &[PathBuf], documents: usize, state_dir: &std::path::Path) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!(
+        "local: applying {documents} document(s) from {} to state dir {}",
+        files.join(", "),
+        state_dir.display()
+    )
+}
+
 /// Prints where a signal stopped `local`; returns its exit code.
 fn stopped(global: &GlobalArgs, signal: StopSignal) -> u8 {
     Stdout::new().line(format_args!(
@@ -171,7 +175,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("error: cannot listen for Ctrl-C and SIGTERM: {err}");
-            return EXIT_INTERRUPTED;
+            return Outcome::Failed.code();
         }
     };
     // Validate every input before the state directory is touched.
@@ -200,7 +204,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         Ok(op) => Arc::new(op),
         Err(err) => {
             eprintln!("error: {err}");
-            return EXIT_INTERRUPTED;
+            return Outcome::Failed.code();
         }
     };
     // At the signal, each running flow parks before its next step; the reconcile loops
@@ -214,6 +218,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         }
     });
     let store: Arc<dyn ClusterStore> = backend.clusters.clone();
+    Stdout::new().line(header(&args.files, docs.len(), &global.state_dir));
     let keys = match apply(&backend, &docs) {
         Ok(keys) => keys,
         Err(err) => {

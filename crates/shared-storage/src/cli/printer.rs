@@ -1,4 +1,14 @@
-//! Prints one line per step transition; on a terminal, also a progress bar per flow run.
+//! Prints one line per step transition of `local`; on a terminal, also a progress bar per
+//! flow run.
+//!
+//! - A wait prints one line with what the step waits for; the calls that wait again for the
+//!   same reason print nothing (they are folded), and the step's next line says how many
+//!   waits it took (`after 7 waits`).
+//! - The first transition this process sees of a run it did not start (a run stored by an
+//!   earlier process, parked or stopped mid-step) is preceded by
+//!   `resuming run N at step K/M`.
+//! - A failure is printed here once, with its error (the engine's log of it is a `WARN`,
+//!   shown only with `-v`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -12,6 +22,16 @@ use wf_engine::hook::{HookEvent, Transition, TransitionHook};
 pub struct TransitionPrinter {
     bars: Option<MultiProgress>,
     runs: Mutex<HashMap<(String, u64), ProgressBar>>,
+    seen: Mutex<HashMap<(String, u64), RunSeen>>,
+}
+
+/// What the printer has seen of a run in this process.
+#[derive(Debug, Default)]
+struct RunSeen {
+    /// The step that waits and the reason last printed for it.
+    waiting: Option<(usize, String)>,
+    /// How many times that step waited.
+    waits: u32,
 }
 
 fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
@@ -34,6 +54,7 @@ impl TransitionPrinter {
         TransitionPrinter {
             bars: terminal.then(MultiProgress::new),
             runs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -52,7 +73,59 @@ impl TransitionPrinter {
         (event.resource.to_string(), event.seq)
     }
 
-    fn line(&self, event: &HookEvent<'_>, status: &str) {
+    /// What to print before and after the line of `event`: the `resuming` line of a run
+    /// this process sees first mid-way, whether the line is a repeated wait (folded), and
+    /// the number of waits that ended with this transition.
+    fn note(&self, event: &HookEvent<'_>, transition: Transition) -> (Option<String>, bool, u32) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = Self::key(event);
+        let mut resuming = None;
+        if !seen.contains_key(&key) && transition != Transition::FlowStarted {
+            let rt = event.runtime;
+            let at = event.step.unwrap_or_else(|| rt.completed_steps());
+            let step = rt
+                .running_steps
+                .get(at)
+                .map_or("-", |s| s.step_name.as_str());
+            resuming = Some(format!(
+                "{:<20} {:<42} {step:<26} resuming   run {} at step {}/{}",
+                event.resource.to_string(),
+                rt.flow_name,
+                event.seq,
+                (at + 1).min(rt.running_steps.len()),
+                rt.running_steps.len()
+            ));
+        }
+        let run = seen.entry(key.clone()).or_default();
+        let mut folded = false;
+        let mut waited = 0;
+        match (transition, event.step) {
+            (Transition::StepWaiting, Some(at)) => {
+                let reason = event.wait_reason().unwrap_or_default().to_owned();
+                folded = run
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|(step, last)| *step == at && *last == reason);
+                if run.waiting.as_ref().is_none_or(|(step, _)| *step != at) {
+                    run.waits = 0;
+                }
+                run.waits += 1;
+                run.waiting = Some((at, reason));
+            }
+            _ => {
+                if run.waiting.take().is_some() {
+                    waited = run.waits;
+                }
+                run.waits = 0;
+            }
+        }
+        if event.runtime.flow_status.is_finished() {
+            seen.remove(&key);
+        }
+        (resuming, folded, waited)
+    }
+
+    fn line(&self, event: &HookEvent<'_>, status: &str, waited: u32) {
         let resource = event.resource.to_string();
         let flow = &event.runtime.flow_name;
         let line = match event.step_runtime() {
@@ -63,6 +136,15 @@ impl TransitionPrinter {
                     duration(step.step_start_time, step.last_step_complete_time),
                     step.retry_times,
                 );
+                if let Some(reason) = event.wait_reason() {
+                    line.push_str("  for: ");
+                    line.push_str(reason);
+                }
+                if waited > 1 {
+                    line.push_str(&format!("  after {waited} waits"));
+                } else if waited == 1 {
+                    line.push_str("  after 1 wait");
+                }
                 if let Some(error) = event.error {
                     line.push_str("  error: ");
                     line.push_str(error);
@@ -84,7 +166,6 @@ impl TransitionPrinter {
             }
         };
         self.print(line);
-        self.advance(event, status);
     }
 
     fn advance(&self, event: &HookEvent<'_>, status: &str) {
@@ -117,6 +198,10 @@ impl TransitionPrinter {
 #[async_trait]
 impl TransitionHook for TransitionPrinter {
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
+        let (resuming, folded, waited) = self.note(event, transition);
+        if let Some(resuming) = resuming {
+            self.print(resuming);
+        }
         // A replayed step line repeats what an earlier process printed; a replayed flow
         // completion is news (that process stopped before it).
         if event.replayed && transition != Transition::FlowCompleted {
@@ -130,6 +215,9 @@ impl TransitionHook for TransitionPrinter {
             Transition::StepFailed => "failed",
             Transition::FlowInterrupted => "interrupted",
         };
-        self.line(event, status);
+        if !folded {
+            self.line(event, status, waited);
+        }
+        self.advance(event, status);
     }
 }
