@@ -18,6 +18,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use wf_engine::async_trait;
 use wf_engine::hook::{HookEvent, Transition, TransitionHook};
 
+use super::stdout::Stdout;
+
 /// The printing hook.
 pub struct TransitionPrinter {
     bars: Option<MultiProgress>,
@@ -32,6 +34,22 @@ struct RunSeen {
     waiting: Option<(usize, String)>,
     /// How many times that step waited.
     waits: u32,
+    /// The error of the last failed step line printed, so the interrupt that follows it does
+    /// not print it again.
+    last_error: Option<String>,
+}
+
+/// What [`TransitionPrinter::note`] found about a transition.
+#[derive(Debug, Default)]
+struct Note {
+    /// The `resuming` line to print first.
+    resuming: Option<String>,
+    /// A repeated wait: no line.
+    folded: bool,
+    /// The waits that ended with this transition.
+    waited: u32,
+    /// The error was printed already (on the failed step's line).
+    error_printed: bool,
 }
 
 fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
@@ -58,15 +76,15 @@ impl TransitionPrinter {
         }
     }
 
+    /// Prints one line; a closed standard output (`local ... | head -1`) drops it quietly
+    /// (the reconcile goes on, and the exit code still tells how it ended).
     fn print(&self, line: String) {
-        match &self.bars {
-            Some(bars) => {
-                if bars.println(&line).is_err() {
-                    println!("{line}");
-                }
+        if let Some(bars) = &self.bars {
+            if bars.println(&line).is_ok() {
+                return;
             }
-            None => println!("{line}"),
         }
+        Stdout::new().line(line);
     }
 
     fn key(event: &HookEvent<'_>) -> (String, u64) {
@@ -76,7 +94,7 @@ impl TransitionPrinter {
     /// What to print before and after the line of `event`: the `resuming` line of a run
     /// this process sees first mid-way, whether the line is a repeated wait (folded), and
     /// the number of waits that ended with this transition.
-    fn note(&self, event: &HookEvent<'_>, transition: Transition) -> (Option<String>, bool, u32) {
+    fn note(&self, event: &HookEvent<'_>, transition: Transition) -> Note {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = Self::key(event);
         let mut resuming = None;
@@ -99,6 +117,13 @@ impl TransitionPrinter {
         let run = seen.entry(key.clone()).or_default();
         let mut folded = false;
         let mut waited = 0;
+        let error_printed = transition == Transition::FlowInterrupted
+            && event.error.is_some()
+            && run.last_error.as_deref() == event.error;
+        run.last_error = match transition {
+            Transition::StepFailed => event.error.map(str::to_owned),
+            _ => None,
+        };
         match (transition, event.step) {
             (Transition::StepWaiting, Some(at)) => {
                 let reason = event.wait_reason().unwrap_or_default().to_owned();
@@ -119,13 +144,24 @@ impl TransitionPrinter {
                 run.waits = 0;
             }
         }
-        if event.runtime.flow_status.is_finished() {
+        if matches!(
+            transition,
+            Transition::FlowCompleted | Transition::FlowInterrupted
+        ) {
             seen.remove(&key);
         }
-        (resuming, folded, waited)
+        Note {
+            resuming,
+            folded,
+            waited,
+            error_printed,
+        }
     }
 
-    fn line(&self, event: &HookEvent<'_>, status: &str, waited: u32) {
+    fn line(&self, event: &HookEvent<'_>, status: &str, note: &Note) {
+        let waited = note.waited;
+        // The interrupt of a failed step: its error is on the step's line just above.
+        let error = event.error.filter(|_| !note.error_printed);
         let resource = event.resource.to_string();
         let flow = &event.runtime.flow_name;
         let line = match event.step_runtime() {
@@ -145,7 +181,7 @@ impl TransitionPrinter {
                 } else if waited == 1 {
                     line.push_str("  after 1 wait");
                 }
-                if let Some(error) = event.error {
+                if let Some(error) = error {
                     line.push_str("  error: ");
                     line.push_str(error);
                 }
@@ -158,7 +194,7 @@ impl TransitionPrinter {
                     duration(event.runtime.start_time, event.runtime.complete_time),
                     event.runtime.retry_times,
                 );
-                if let Some(error) = event.error {
+                if let Some(error) = error {
                     line.push_str("  error: ");
                     line.push_str(error);
                 }
@@ -198,9 +234,9 @@ impl TransitionPrinter {
 #[async_trait]
 impl TransitionHook for TransitionPrinter {
     async fn on_transition(&self, event: &HookEvent<'_>, transition: Transition) {
-        let (resuming, folded, waited) = self.note(event, transition);
-        if let Some(resuming) = resuming {
-            self.print(resuming);
+        let note = self.note(event, transition);
+        if let Some(resuming) = &note.resuming {
+            self.print(resuming.clone());
         }
         // A replayed step line repeats what an earlier process printed; a replayed flow
         // completion is news (that process stopped before it).
@@ -215,8 +251,8 @@ impl TransitionHook for TransitionPrinter {
             Transition::StepFailed => "failed",
             Transition::FlowInterrupted => "interrupted",
         };
-        if !folded {
-            self.line(event, status, waited);
+        if !note.folded {
+            self.line(event, status, &note);
         }
         self.advance(event, status);
     }
