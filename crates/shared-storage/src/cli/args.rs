@@ -93,6 +93,10 @@ pub struct LocalArgs {
     /// Seed of the simulators' fault injection.
     #[arg(long, default_value_t = 0)]
     pub sim_seed: u64,
+    /// How many times a simulated long operation (a pod starting, a storage job) answers
+    /// "not ready" before it is done: a step waits that often for each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub sim_ready_after_polls: u32,
     /// How many resources reconcile at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,

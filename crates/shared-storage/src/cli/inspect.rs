@@ -19,6 +19,8 @@ use super::exit::Outcome;
 use super::format::{abbreviate, duration_ms, millis_between, or_dash, time, time_ms};
 use super::listing::print_listing;
 use super::stdout::Stdout;
+
+pub use super::delete::delete;
 use crate::crd::{annotations, ins_type, InstanceStatus, MPDCluster};
 use crate::registration::STABLE_STATES;
 

@@ -190,7 +190,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         latency: args.sim_latency,
         fail_rate: args.sim_fail_rate,
         seed: args.sim_seed,
-        ready_after_polls: 1,
+        ready_after_polls: args.sim_ready_after_polls,
     };
     let backend = match LocalBackend::open(&global.state_dir, sim) {
         Ok(backend) => backend,
