@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_that_says_why_puts_the_reason_in_the_note() {
+        let mut rt = runtime();
+        rt.running_steps[0].step_status = StepStatus::Waiting;
+        rt.running_steps[0].wait_reason = Some("pod c1-1 is Pending".into());
+        let key = ResourceKey::new("ns", "c1");
+        let e = event_for(&event(&rt, &key, Some(0), None), Transition::StepWaiting)
+            .expect("event");
+        assert_eq!(
+            e.note.as_deref(),
+            Some("flow=CreateCluster step=InitMeta waiting=pod c1-1 is Pending")
+        );
+    }
+
+    #[test]
     fn transitions_map_to_type_reason_and_note() {
         let rt = runtime();
         let key = ResourceKey::new("ns", "c1");
