@@ -1146,6 +1146,7 @@ mod tests {
             resource_name: NAME.into(),
             namespace: "default".into(),
             workflow_id: id,
+            seq: 1,
             step_id: format!("{id}-x"),
             flow_name: "F".into(),
             step_name: step.into(),
@@ -1157,6 +1158,7 @@ mod tests {
             retry: 0,
             resumes: 0,
             error: String::new(),
+            reason: String::new(),
             replayed: false,
         }
     }

@@ -335,8 +335,8 @@ mod tests {
         rt.running_steps[0].step_status = StepStatus::Waiting;
         rt.running_steps[0].wait_reason = Some("pod c1-1 is Pending".into());
         let key = ResourceKey::new("ns", "c1");
-        let e = event_for(&event(&rt, &key, Some(0), None), Transition::StepWaiting)
-            .expect("event");
+        let e =
+            event_for(&event(&rt, &key, Some(0), None), Transition::StepWaiting).expect("event");
         assert_eq!(
             e.note.as_deref(),
             Some("flow=CreateCluster step=InitMeta waiting=pod c1-1 is Pending")
