@@ -41,8 +41,9 @@ pub struct GlobalArgs {
     /// The namespace of the resources named on the command line.
     #[arg(long, short = 'n', global = true, default_value = "default")]
     pub namespace: String,
-    /// Log to stderr: `-v` warnings, `-vv` info, `-vvv` debug (`RUST_LOG` overrides).
-    /// Without it only errors are logged (`run`: warnings).
+    /// Log more to stderr: `-v` warnings (with the engine's log of each step failure),
+    /// `-vv` info, `-vvv` debug (`RUST_LOG` overrides). Without it: warnings and errors,
+    /// but a step failure only as `local`'s own output line.
     #[arg(long, short = 'v', global = true, action = ArgAction::Count)]
     pub verbose: u8,
 }

@@ -36,9 +36,11 @@ pub use exit::{Outcome, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, 
 pub const DEFAULT_LOG_FILTER: &str = "warn,kube_client::client::builder=off";
 
 /// The log filter of the commands other than `run` when `RUST_LOG` is not set and no `-v`
-/// is given: errors only. What `local` and the inspection commands have to say is their
-/// output; a step failure, for one, is a line of `local`'s output and not also a `WARN`.
-pub const QUIET_LOG_FILTER: &str = "error,kube_client::client::builder=off";
+/// is given: warnings (damage found in the state directory, for one), except the engine's
+/// log of each step failure and interrupt (`wf_engine::execution`), which `local` prints
+/// as its own line: a failure is printed once.
+pub const QUIET_LOG_FILTER: &str =
+    "warn,wf_engine::execution=error,kube_client::client::builder=off";
 
 /// The log filter for `-v` (`-v` warnings, `-vv` info, `-vvv` debug), else `default`.
 fn log_filter(verbose: u8, default: &str) -> String {
