@@ -622,6 +622,11 @@ fn local_prints_where_it_resumes_a_stored_run() {
         !flow_lines.iter().any(|l| l.contains(" started ")),
         "no new run: {printed}"
     );
+
+    // Once it is Running, a run met again is not resumed.
+    let out = local(&state, &[&sample], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!stdout(&out).contains("resuming"), "{}", text(&out));
 }
 
 #[test]

@@ -98,7 +98,11 @@ impl TransitionPrinter {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = Self::key(event);
         let mut resuming = None;
-        if !seen.contains_key(&key) && transition != Transition::FlowStarted {
+        // A finished run met again (the replay of its last transition) is not resumed.
+        if !seen.contains_key(&key)
+            && transition != Transition::FlowStarted
+            && !event.runtime.flow_status.is_finished()
+        {
             let rt = event.runtime;
             let at = event.step.unwrap_or_else(|| rt.completed_steps());
             let step = rt
