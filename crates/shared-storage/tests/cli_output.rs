@@ -359,6 +359,11 @@ fn delete_releases_the_storage_and_removes_the_cluster() {
     // A cluster that can never fit: recover cannot help, delete removes it.
     let out = local(&state, &[&too_big(dir.path())], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("to remove it instead: shared-storage-operator delete demo"),
+        "the summary names delete: {}",
+        text(&out)
+    );
 
     let out = op(&state, &["delete", "demo"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -130,6 +130,12 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
                     key.namespace,
                     global.state_dir.display()
                 ));
+                out.line(format_args!(
+                    "  to remove it instead: shared-storage-operator delete {} --namespace {} --state-dir {}",
+                    key.name,
+                    key.namespace,
+                    global.state_dir.display()
+                ));
             }
             Settled::Other(state) => out.line(format_args!("{key}: stopped in state {state}")),
             Settled::Gone => out.line(format_args!("{key}: deleted")),
