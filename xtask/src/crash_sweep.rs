@@ -1151,6 +1151,7 @@ mod tests {
             resource_name: NAME.into(),
             namespace: "default".into(),
             workflow_id: id,
+            seq: 1,
             step_id: format!("{id}-x"),
             flow_name: "F".into(),
             step_name: step.into(),
@@ -1162,6 +1163,7 @@ mod tests {
             retry: 0,
             resumes: 0,
             error: String::new(),
+            reason: String::new(),
             replayed: false,
         }
     }

@@ -1,7 +1,8 @@
 //! The inspection commands on a cluster (`workflows`, `history`, `get`, `status`,
 //! `recover`, `cancel`, `abandon` with `--kubeconfig`), run in-process on the cluster backend over the
 //! fake API server after a real Create flow on the production adapters: the same output as
-//! local mode for the same flow, the annotations set on the API, unknown names refused.
+//! local mode for the same flow, the annotations set on the API, the listing of `get`,
+//! `delete` through the operator's finalizer, unknown names refused.
 
 mod kube_harness;
 mod support;
@@ -52,6 +53,14 @@ async fn cancel(b: &Backend, name: &str) -> Result<String, InspectError> {
 
 async fn abandon(b: &Backend, name: &str) -> Result<String, InspectError> {
     printed!(abandon(b, name))
+}
+
+async fn delete(b: &Backend, name: &str) -> Result<String, InspectError> {
+    printed!(delete(b, name))
+}
+
+async fn list(b: &Backend, format: OutputFormat) -> Result<String, InspectError> {
+    printed!(list(b, format))
 }
 
 fn on_cluster(h: &KubeHarness) -> Backend {
@@ -296,6 +305,7 @@ async fn every_command_on_the_cluster_refuses_an_unknown_name_with_one_line_and_
         ("recover", recover(&backend, "nosuch").await),
         ("cancel", cancel(&backend, "nosuch").await),
         ("abandon", abandon(&backend, "nosuch").await),
+        ("delete", delete(&backend, "nosuch").await),
     ];
     for (command, result) in errors {
         let err = result.expect_err(command);
@@ -416,7 +426,7 @@ async fn abandon_on_the_cluster_is_refused_when_nothing_is_stuck_and_ends_a_stuc
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_on_the_cluster_shows_a_refused_request_from_its_warning_event() {
     let mut h = KubeHarness::created(2).await;
     h.patch_spec(serde_json::json!({"versionCfgModifyTo": {"versionName": "9.9.9"}}))
@@ -435,5 +445,78 @@ async fn history_on_the_cluster_shows_a_refused_request_from_its_warning_event()
     assert!(
         error.starts_with("UNKNOWN_VERSION: ") && error.contains("9.9.9"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_without_a_name_lists_every_cluster_on_the_cluster() {
+    let h = KubeHarness::created(2).await;
+    let backend = on_cluster(&h);
+    let text = list(&backend, OutputFormat::Table).await.expect("list");
+    let (header, rows) = columns(&text, &["NAME", "STATUS", "LEADER", "RO", "READY"]);
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "LEADER", "RO", "READY", "AGE"],
+        "{text}"
+    );
+    assert_eq!(
+        rows,
+        [[NAME, "Running", &h.leader().await, "2", "True"]],
+        "{text}"
+    );
+    let json = list(&backend, OutputFormat::Json).await.unwrap();
+    let list: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["metadata"]["name"], NAME);
+    // Another namespace: no rows, no error.
+    let empty = Backend::cluster(h.cluster.client(), "other");
+    assert_eq!(list_of(&empty).await, "");
+}
+
+async fn list_of(b: &Backend) -> String {
+    list(b, OutputFormat::Table).await.expect("list")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_on_the_cluster_is_a_kubernetes_delete_the_finalizer_guard_completes() {
+    let mut h = KubeHarness::created(1).await;
+    let backend = on_cluster(&h);
+    let said = delete(&backend, NAME).await.expect("delete");
+    assert!(said.starts_with("default/c1: deletion requested"), "{said}");
+    let cr = h
+        .api
+        .get_opt(NAME)
+        .await
+        .unwrap()
+        .expect("kept by its finalizer");
+    assert!(cr.metadata.deletion_timestamp.is_some());
+    // The operator's FinalizerGuard releases the volume and drops the finalizer.
+    assert_eq!(h.settle().await, "", "gone: {:?}", h.errors);
+    assert!(h.api.get_opt(NAME).await.unwrap().is_none());
+    let pvc = h.sms.pvc(NS, "pvc-c1").expect("pvc");
+    assert_eq!(pvc.owner, "", "the volume is released");
+    let err = get(&backend, NAME).await.expect_err("get after delete");
+    assert_eq!(err.exit_code(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_on_the_cluster_carries_the_run_seq_and_the_wait_reasons() {
+    let h = KubeHarness::created(1).await;
+    let json = history(&on_cluster(&h), NAME, OutputFormat::Json)
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).expect("json");
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["seq"] == 1), "{json}");
+    let waits: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "StepWaiting")
+        .collect();
+    assert!(!waits.is_empty(), "{json}");
+    assert!(
+        waits
+            .iter()
+            .all(|e| e["reason"].as_str().is_some_and(|r| !r.is_empty())),
+        "every wait says why: {json}"
     );
 }

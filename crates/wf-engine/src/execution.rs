@@ -41,7 +41,7 @@ pub const LEFT_UNSTABLE: &str = "LEFT_UNSTABLE";
 /// How one try of a step ended.
 enum Attempt {
     Done(JsonMap),
-    Waiting(Option<Duration>),
+    Waiting(Option<Duration>, Option<String>),
     Interrupt { reason: String, message: String },
     Failed(String),
 }
@@ -83,7 +83,10 @@ async fn attempt(
         Ok::<_, StepError>(match outcome {
             StepOutcome::Done => Attempt::Done(step.output()),
             StepOutcome::DoneWith(output) => Attempt::Done(output),
-            StepOutcome::Waiting { recheck_after } => Attempt::Waiting(recheck_after),
+            StepOutcome::Waiting {
+                recheck_after,
+                reason,
+            } => Attempt::Waiting(recheck_after, reason),
         })
     })
     .catch_unwind();
@@ -316,15 +319,17 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     record.step_status = StepStatus::Completed;
                     record.last_step_complete_time = Some(Utc::now());
                     record.last_error = None;
+                    record.wait_reason = None;
                     self.caretaker.save_step(seq, &rt, pos).await?;
                     self.hook(HookPoint::StepCompleted, seq, &rt, Some(pos), None)
                         .await;
                     tracing::info!(step = %meta.step_name, "step completed");
                 }
-                Attempt::Waiting(hint) => {
+                Attempt::Waiting(hint, reason) => {
                     let recheck_after = hint.unwrap_or(inner.config.wait_interval);
                     let record = &mut rt.running_steps[pos];
                     record.step_status = StepStatus::Waiting;
+                    record.wait_reason = reason;
                     record.last_step_complete_time = Some(Utc::now());
                     rt.flow_status = FlowStatus::Waiting;
                     self.caretaker.save_step(seq, &rt, pos).await?;
@@ -354,6 +359,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     record.step_status = StepStatus::Failed;
                     record.last_step_complete_time = Some(Utc::now());
                     record.last_error = Some(message.clone());
+                    record.wait_reason = None;
                     let retry_after = meta.retry.backoff.delay(record.retry_times + 1);
                     rt.flow_status = FlowStatus::Failed;
                     rt.error_message = message.clone();
@@ -409,6 +415,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
             record.step_status = StepStatus::Failed;
             record.last_step_complete_time = Some(now);
             record.last_error = Some(full.clone());
+            record.wait_reason = None;
         }
         rt.error_message = full.clone();
 

@@ -121,6 +121,11 @@ pub struct StepRuntime {
     /// The last failure's message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What the step waits for, while it is `waiting` and said why
+    /// ([`crate::StepOutcome::waiting_because`]); cleared when it completes or fails. Left
+    /// out when none (older mementos have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_reason: Option<String>,
 }
 
 /// A run of a flow: what a memento holds.
@@ -199,6 +204,7 @@ impl WorkflowRuntime {
                     retry_times: 0,
                     resume_times: 0,
                     last_error: None,
+                    wait_reason: None,
                 })
                 .collect(),
         }

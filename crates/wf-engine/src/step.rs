@@ -24,6 +24,10 @@ pub enum StepOutcome {
     Waiting {
         /// When to come back; `None` uses the manager's `wait_interval`.
         recheck_after: Option<Duration>,
+        /// What the step waits for (e.g. `pod demo-1 is ContainerCreating`), if it says:
+        /// kept in the step's record ([`crate::StepRuntime::wait_reason`]) until the step
+        /// ends, and so in the hook event and the history line of the wait.
+        reason: Option<String>,
     },
 }
 
@@ -32,6 +36,7 @@ impl StepOutcome {
     pub fn waiting() -> Self {
         StepOutcome::Waiting {
             recheck_after: None,
+            reason: None,
         }
     }
 
@@ -39,6 +44,23 @@ impl StepOutcome {
     pub fn waiting_for(delay: Duration) -> Self {
         StepOutcome::Waiting {
             recheck_after: Some(delay),
+            reason: None,
+        }
+    }
+
+    /// Waiting for `reason` (what the step waits for, one line), asking to be called again
+    /// after `delay`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use wf_engine::StepOutcome;
+    /// let wait = StepOutcome::waiting_because(Duration::from_secs(1), "pod c1-2 is Pending");
+    /// assert!(matches!(wait, StepOutcome::Waiting { reason: Some(r), .. } if r == "pod c1-2 is Pending"));
+    /// ```
+    pub fn waiting_because(delay: Duration, reason: impl Into<String>) -> Self {
+        StepOutcome::Waiting {
+            recheck_after: Some(delay),
+            reason: Some(reason.into()),
         }
     }
 

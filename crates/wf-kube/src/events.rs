@@ -16,10 +16,11 @@
 //! refusal's (e.g. `UNKNOWN_CLASS`), whose note is its message and whose action is
 //! [`REFUSAL_ACTION`]; the engine calls the hook once per new refusal.
 //!
-//! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>` (the
-//! parts that apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event
-//! with the same type, reason, action and resource within minutes into a series (a count on
-//! the first event), so two steps of one flow stay two events. Publishing failures are
+//! `StepStarted` publishes nothing. The note is `flow=<flow> step=<step> error=<error>`, or
+//! `flow=<flow> step=<step> waiting=<reason>` for a wait that says why (the parts that
+//! apply), the action is `<flow>` or `<flow>/<step>`. The recorder folds an event with the
+//! same type, reason, action and resource within minutes into a series (a count on the
+//! first event), so two steps of one flow stay two events. Publishing failures are
 //! logged, never returned: events never fail a flow.
 
 use std::collections::HashMap;
@@ -136,6 +137,12 @@ pub fn event_for(event: &HookEvent<'_>, transition: Transition) -> Option<Event>
     if let Some(step) = event.step_runtime() {
         note.push_str(" step=");
         note.push_str(&step.step_name);
+    }
+    if transition == Transition::StepWaiting {
+        if let Some(reason) = event.wait_reason() {
+            note.push_str(" waiting=");
+            note.push_str(reason);
+        }
     }
     let error = match transition {
         Transition::FlowInterrupted | Transition::FlowAbandoned => event
@@ -322,6 +329,7 @@ mod tests {
                 retry_times: 1,
                 resume_times: 0,
                 last_error: Some("boom".into()),
+                wait_reason: None,
             }],
         }
     }
@@ -358,6 +366,20 @@ mod tests {
             .items;
         items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
         items
+    }
+
+    #[test]
+    fn a_wait_that_says_why_puts_the_reason_in_the_note() {
+        let mut rt = runtime();
+        rt.running_steps[0].step_status = StepStatus::Waiting;
+        rt.running_steps[0].wait_reason = Some("pod c1-1 is Pending".into());
+        let key = ResourceKey::new("ns", "c1");
+        let e =
+            event_for(&event(&rt, &key, Some(0), None), Transition::StepWaiting).expect("event");
+        assert_eq!(
+            e.note.as_deref(),
+            Some("flow=CreateCluster step=InitMeta waiting=pod c1-1 is Pending")
+        );
     }
 
     #[test]

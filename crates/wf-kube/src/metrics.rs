@@ -345,6 +345,7 @@ mod tests {
                     retry_times: 0,
                     resume_times: 0,
                     last_error: None,
+                    wait_reason: None,
                 })
                 .collect(),
         }

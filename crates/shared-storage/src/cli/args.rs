@@ -12,7 +12,8 @@ use crate::ports::kube::KubePortsConfig;
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    every resource is Running (local), the command succeeded, or run stopped by SIGTERM
-  1    a resource is Interrupt (local), or the command failed or was refused (recover, cancel, abandon)
+  1    a resource is Interrupt (local), a request was refused (recover, cancel, abandon, an
+       invalid spec), an unknown name, or the command failed
   2    bad input (a missing or invalid file, a bad flag) or the state directory is locked
   130  stopped by Ctrl-C (local, run) once the running steps reached a saved transition
   143  local stopped by SIGTERM once the running steps reached a saved transition
@@ -40,6 +41,11 @@ pub struct GlobalArgs {
     /// The namespace of the resources named on the command line.
     #[arg(long, short = 'n', global = true, default_value = "default")]
     pub namespace: String,
+    /// Log more to stderr: `-v` warnings (with the engine's log of each step failure),
+    /// `-vv` info, `-vvv` debug (`RUST_LOG` overrides). Without it: warnings and errors,
+    /// but a step failure only as `local`'s own output line.
+    #[arg(long, short = 'v', global = true, action = ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The commands.
@@ -52,10 +58,12 @@ pub enum Command {
     Local(LocalArgs),
     /// The flow runs of a resource.
     Workflows(InspectArgs),
-    /// The history events of a resource (on a cluster: its Kubernetes Events).
-    History(InspectArgs),
-    /// The resource with its status, as YAML.
-    Get(NameArgs),
+    /// The history events of a resource (on a cluster: its Kubernetes Events), with the run
+    /// SEQ, millisecond times and the reason of each wait.
+    History(HistoryArgs),
+    /// Without a name: a table of the resources (NAME, STATUS, LEADER, RO, READY, AGE).
+    /// With a name: the resource with its status, as YAML (`-o table|wide|json` too).
+    Get(GetArgs),
     /// An overview of a resource: its state, the leader, each instance (role, node, engine
     /// state) and the running flow with its current step.
     Status(InspectArgs),
@@ -67,6 +75,9 @@ pub enum Command {
     /// closed as abandoned, what it left (temp ROs without a pod, the replacement plan) is
     /// cleaned up, and the resource goes to Running; the next request starts a new run.
     Abandon(NameArgs),
+    /// Delete a resource: the deletion path runs (its volume is released, its cluster
+    /// manager removed, the finalizer dropped) and the resource and its runs are gone.
+    Delete(NameArgs),
 }
 
 /// Arguments of `local`.
@@ -87,6 +98,10 @@ pub struct LocalArgs {
     /// Seed of the simulators' fault injection.
     #[arg(long, default_value_t = 0)]
     pub sim_seed: u64,
+    /// How many times a simulated long operation (a pod starting, a storage job) answers
+    /// "not ready" before it is done: a step waits that often for each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub sim_ready_after_polls: u32,
     /// How many resources reconcile at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
@@ -385,13 +400,45 @@ pub struct InspectArgs {
     pub target: TargetArgs,
 }
 
-/// How a listing is printed.
+/// Arguments of `history`: a resource name, an output format and filters.
+#[derive(Clone, Debug, Args)]
+pub struct HistoryArgs {
+    /// The name and the output format.
+    #[command(flatten)]
+    pub inspect: InspectArgs,
+    /// Only the events of the run with this SEQ (the SEQ of `workflows`).
+    #[arg(long, value_name = "N")]
+    pub seq: Option<u64>,
+    /// Only the events of this flow (e.g. `CreateSharedStorageCluster`).
+    #[arg(long, value_name = "NAME")]
+    pub flow: Option<String>,
+}
+
+/// Arguments of `get`: an optional name and an output format.
+#[derive(Clone, Debug, Args)]
+pub struct GetArgs {
+    /// The MPDCluster name; without it, every MPDCluster of the namespace.
+    pub name: Option<String>,
+    /// How to print (default: `yaml` for a named resource, `table` for the list).
+    #[arg(long, short = 'o', value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Where to look.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// How a command prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Aligned columns.
     Table,
-    /// JSON (one array).
+    /// Aligned columns with more of them (`get`: the namespace, version, class and
+    /// storage; the other commands print their table).
+    Wide,
+    /// JSON (one object, or one array for a listing).
     Json,
+    /// YAML (the same document as JSON).
+    Yaml,
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {

@@ -24,6 +24,7 @@ use wf_kube::ConfigMapMementoStorage;
 
 use super::args::Target;
 use super::connection::{self, ConnectionError};
+use super::exit::Outcome;
 use crate::crd::MPDCluster;
 use crate::local::{FileClusterStore, LocalError, StateDir};
 use crate::registration::RESOURCE_TYPE;
@@ -70,15 +71,38 @@ pub enum InspectError {
         /// The API server's answer, on one line.
         message: String,
     },
+    /// The deletion path failed (the volume could not be released, the cluster manager not
+    /// removed, the state not written).
+    #[error("cannot delete mpdcluster {namespace}/{name}: {message}")]
+    Deletion {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
     /// The output could not be encoded.
     #[error("cannot encode the output: {0}")]
     Encode(String),
 }
 
 impl InspectError {
-    /// The exit code: [`super::EXIT_INTERRUPTED`] (1) for every failure of a command.
+    /// How the command ended: refused, or failed (exit 1: an unknown name, an unreadable
+    /// state, an API error), or bad input / a locked state directory (exit 2, from the
+    /// state directory of `delete`).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            InspectError::Refused { .. } => Outcome::Refused,
+            InspectError::Local(LocalError::Locked { .. }) => Outcome::Locked,
+            InspectError::Local(err) => Outcome::of_code(err.exit_code()),
+            _ => Outcome::Failed,
+        }
+    }
+
+    /// The exit code of [`InspectError::outcome`].
     pub fn exit_code(&self) -> u8 {
-        super::EXIT_INTERRUPTED
+        self.outcome().code()
     }
 
     fn kube(what: String, error: &kube::Error) -> Self {
@@ -290,6 +314,33 @@ impl Backend {
         }
     }
 
+    /// Every resource of the namespace, by name.
+    pub async fn list(&self) -> Result<Vec<MPDCluster>, InspectError> {
+        match self {
+            Backend::Local {
+                state_dir,
+                namespace,
+            } => {
+                let mut all =
+                    FileClusterStore::new(Self::state(state_dir)?.clusters_dir()).list()?;
+                all.retain(|c| c.metadata.namespace.as_deref() == Some(namespace.as_str()));
+                Ok(all)
+            }
+            Backend::Cluster { client, namespace } => {
+                let mut all = self
+                    .clusters(client)
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| {
+                        InspectError::kube(format!("list the mpdclusters of {namespace}"), &e)
+                    })?
+                    .items;
+                all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                Ok(all)
+            }
+        }
+    }
+
     /// Sets annotation `key` to `value` on resource `name` (on a cluster: a merge patch).
     pub async fn annotate(&self, name: &str, key: &str, value: &str) -> Result<(), InspectError> {
         match self {
@@ -378,6 +429,8 @@ fn refusal_line(event: &Event, name: &str, namespace: &str) -> HistoryEvent {
             event.note.as_deref().unwrap_or_default()
         ),
         replayed: false,
+        seq: 0,
+        reason: String::new(),
     }
 }
 
@@ -415,6 +468,23 @@ fn history_event(
     let workflow_id = run
         .and_then(|r| r.start_time)
         .map_or(0, |t| t.timestamp_millis());
+    let seq = runs
+        .iter()
+        .rev()
+        .filter(|r| r.runtime.flow_name == flow)
+        .find(|r| match (r.runtime.start_time, time) {
+            (Some(start), Some(at)) => start <= at,
+            _ => true,
+        })
+        .map_or(0, |r| r.seq);
+    let reason = match event_type {
+        HistoryEventType::StepWaiting => event
+            .note
+            .as_deref()
+            .and_then(|n| n.split_once(" waiting=").map(|(_, r)| r.to_owned()))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let position = run.and_then(|r| {
         r.running_steps
             .iter()
@@ -430,6 +500,7 @@ fn history_event(
         resource_name: name.to_owned(),
         namespace: namespace.to_owned(),
         workflow_id,
+        seq,
         step_id: format!("{workflow_id}-{step}"),
         flow_name: flow.to_owned(),
         step_name: step_name.to_owned(),
@@ -441,6 +512,7 @@ fn history_event(
         retry,
         resumes: 0,
         error,
+        reason,
         replayed: false,
     })
 }

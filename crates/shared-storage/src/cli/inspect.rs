@@ -1,5 +1,5 @@
-//! The read commands (`workflows`, `history`, `get`, `status`) and the annotation commands
-//! (`recover`, `cancel`, `abandon`), over either [`Backend`]: the state directory (without its lock,
+//! The read commands (`workflows`, `history`, `get`, `status`), the annotation commands
+//! (`recover`, `cancel`, `abandon`) and `delete` (in [`super::delete`]), over either [`Backend`]: the state directory (without its lock,
 //! so they work while `local --watch` runs) or a Kubernetes cluster. Each command builds
 //! its rows from what the backend answers and prints them the same way for both.
 //!
@@ -7,29 +7,36 @@
 //! output, or any writer in a test) and returning an [`InspectError`] on failure;
 //! [`dispatch`] runs one from the command line.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use wf_engine::hook::HistoryEvent;
 use wf_engine::memento::StoredRuntime;
-use wf_engine::{StepStatus, WorkflowRuntime};
+use wf_engine::{FlowStatus, StepStatus, WorkflowRuntime};
 
 use super::args::{Command, GlobalArgs, OutputFormat, TargetArgs};
 use super::backend::{Backend, InspectError};
+use super::exit::Outcome;
+use super::format::{abbreviate, duration_ms, millis_between, or_dash, time, time_ms};
+use super::listing::print_listing;
 use super::stdout::Stdout;
-use super::EXIT_OK;
+
+pub use super::delete::delete;
 use crate::crd::{annotations, ins_type, InstanceStatus, MPDCluster};
 use crate::registration::STABLE_STATES;
 
 /// Runs an inspection command of the command line (`workflows`, `history`, `get`,
-/// `status`, `recover`, `cancel`, `abandon`) on the backend its flags name; returns the exit code.
-/// A failure is one line on stderr and exit 1. Other commands are not inspection commands:
-/// exit 2.
+/// `status`, `recover`, `cancel`, `abandon`, `delete`) on the backend its flags name; returns
+/// the exit code. A failure is one line on stderr and exit 1 (see [`Outcome`]). Other
+/// commands are not inspection commands: exit 2.
 pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
     let target = |t: &TargetArgs| t.target(std::env::var("KUBECONFIG").ok());
     let target = match &command {
-        Command::Workflows(a) | Command::History(a) | Command::Status(a) => target(&a.target),
-        Command::Get(a) | Command::Recover(a) | Command::Cancel(a) => target(&a.target),
+        Command::Workflows(a) | Command::Status(a) => target(&a.target),
+        Command::History(a) => target(&a.inspect.target),
+        Command::Get(a) => target(&a.target),
+        Command::Recover(a) | Command::Cancel(a) | Command::Delete(a) => target(&a.target),
         Command::Abandon(a) => target(&a.target),
-        Command::Run(_) | Command::Local(_) => return super::EXIT_BAD_INPUT,
+        Command::Run(_) | Command::Local(_) => return Outcome::BadInput.code(),
     };
     let backend = match Backend::open(&target, &global.state_dir, &global.namespace).await {
         Ok(backend) => backend,
@@ -38,16 +45,33 @@ pub async fn dispatch(global: &GlobalArgs, command: Command) -> u8 {
     let mut out = Stdout::new();
     let result = match &command {
         Command::Workflows(a) => workflows(&backend, &a.name, a.output, &mut out).await,
-        Command::History(a) => history(&backend, &a.name, a.output, &mut out).await,
+        Command::History(a) => {
+            let filter = HistoryFilter {
+                seq: a.seq,
+                flow: a.flow.clone(),
+            };
+            history_of(
+                &backend,
+                &a.inspect.name,
+                a.inspect.output,
+                &filter,
+                &mut out,
+            )
+            .await
+        }
         Command::Status(a) => status(&backend, &a.name, a.output, &mut out).await,
-        Command::Get(a) => get(&backend, &a.name, &mut out).await,
+        Command::Get(a) => match &a.name {
+            Some(name) => get_as(&backend, name, a.output, &mut out).await,
+            None => list(&backend, a.output.unwrap_or(OutputFormat::Table), &mut out).await,
+        },
         Command::Recover(a) => recover(&backend, &a.name, &mut out).await,
         Command::Cancel(a) => cancel(&backend, &a.name, &mut out).await,
         Command::Abandon(a) => abandon(&backend, &a.name, &mut out).await,
+        Command::Delete(a) => super::delete::delete(&backend, &a.name, &mut out).await,
         Command::Run(_) | Command::Local(_) => Ok(()),
     };
     match result {
-        Ok(()) => EXIT_OK,
+        Ok(()) => Outcome::Success.code(),
         Err(err) => fail(&err),
     }
 }
@@ -75,11 +99,44 @@ struct RunRow {
     start: String,
     end: String,
     error: String,
+    /// How long the run took (to its end, or until now while it is not finished).
+    duration_ms: Option<u64>,
+    /// The first step not completed (the current one), if any.
+    step: Option<String>,
+    /// How long the current step has been at it (since its try started), while the run is
+    /// not finished.
+    step_age_ms: Option<u64>,
+    /// Why the run stands where it does: the interrupt reason and message, the error of a
+    /// failed step, or what a waiting step waits for; empty for a completed run.
+    reason: String,
 }
 
 impl RunRow {
-    fn new(stored: &StoredRuntime) -> Self {
+    fn new(stored: &StoredRuntime, now: DateTime<Utc>) -> Self {
         let rt = &stored.runtime;
+        let finished = rt.flow_status.is_finished();
+        let current = rt
+            .running_steps
+            .iter()
+            .find(|s| s.step_status != StepStatus::Completed);
+        let end = if finished {
+            rt.complete_time
+        } else {
+            Some(now)
+        };
+        let reason = match current {
+            _ if rt.flow_status == FlowStatus::Completed => String::new(),
+            Some(step) if step.step_status == StepStatus::Waiting => step
+                .wait_reason
+                .as_deref()
+                .map(|r| format!("waiting: {r}"))
+                .unwrap_or_default(),
+            Some(step) if step.step_status == StepStatus::Failed => step
+                .last_error
+                .clone()
+                .unwrap_or_else(|| rt.error_message.clone()),
+            _ => rt.error_message.clone(),
+        };
         RunRow {
             seq: stored.seq,
             flow: rt.flow_name.clone(),
@@ -97,115 +154,231 @@ impl RunRow {
             start: time(rt.start_time),
             end: time(rt.complete_time),
             error: rt.error_message.clone(),
+            duration_ms: rt
+                .start_time
+                .zip(end)
+                .map(|(start, end)| millis_between(start, end)),
+            step: current.map(|s| s.step_name.clone()),
+            step_age_ms: current
+                .filter(|_| !finished)
+                .and_then(|s| s.step_start_time)
+                .map(|t| millis_between(t, now)),
+            reason,
         }
     }
 }
 
-fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".to_owned())
+/// The longest reason a table shows (`-o json` has it whole).
+const REASON_WIDTH: usize = 72;
+
+/// Prints `value` as `-o json` or `-o yaml` ask; `false` for a table format.
+fn print_document<T: Serialize>(
+    value: &T,
+    output: OutputFormat,
+    out: &mut Stdout<'_>,
+) -> Result<bool, InspectError> {
+    match output {
+        OutputFormat::Json => {
+            let text = serde_json::to_string_pretty(value)
+                .map_err(|e| InspectError::Encode(e.to_string()))?;
+            out.line(text);
+            Ok(true)
+        }
+        OutputFormat::Yaml => {
+            let text =
+                serde_yaml::to_string(value).map_err(|e| InspectError::Encode(e.to_string()))?;
+            out.text(&text);
+            Ok(true)
+        }
+        OutputFormat::Table | OutputFormat::Wide => Ok(false),
+    }
 }
 
-fn print_json<T: Serialize>(value: &T, out: &mut Stdout<'_>) -> Result<(), InspectError> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|e| InspectError::Encode(e.to_string()))?;
-    out.line(text);
-    Ok(())
-}
-
-/// `workflows NAME`: the runs of a resource, oldest first. A resource without runs that
-/// does not exist either is an error.
+/// `workflows NAME`: the runs of a resource, oldest first. An unknown resource is an error.
 pub async fn workflows(
     backend: &Backend,
     name: &str,
     output: OutputFormat,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
+    backend.object(name).await?;
+    let now = Utc::now();
     let rows: Vec<RunRow> = backend
         .runtimes(name)
         .await?
         .iter()
-        .map(RunRow::new)
+        .map(|r| RunRow::new(r, now))
         .collect();
-    if rows.is_empty() {
-        // No runs: say so when there is no such resource either, as `get` does.
-        backend.object(name).await?;
+    if print_document(&rows, output, out)? {
+        return Ok(());
     }
-    match output {
-        OutputFormat::Json => print_json(&rows, out),
-        OutputFormat::Table => {
-            out.line(format_args!(
-                "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
-                "SEQ", "FLOW", "STATUS", "RUN-RT", "STEP-RT", "RESUMES", "STEPS", "START", "END"
-            ));
-            for r in &rows {
-                out.line(format_args!(
-                    "{:<4} {:<42} {:<19} {:>7} {:>7} {:>7} {:>6}  {:<20} {:<20}",
-                    r.seq,
-                    r.flow,
-                    r.status,
-                    r.run_retries,
-                    r.step_retries,
-                    r.resumes,
-                    format!("{}/{}", r.steps_done, r.steps_total),
-                    r.start,
-                    r.end
-                ));
-            }
-            Ok(())
+    let dash = |ms: Option<u64>| ms.map_or_else(|| "-".to_owned(), duration_ms);
+    out.line(format_args!(
+        "{:<4} {:<34} {:<18} {:>5} {:>8} {:>11} {:>12} {:>7}  {:<20} {:<22} {:>8}  REASON",
+        "SEQ",
+        "FLOW",
+        "STATUS",
+        "STEPS",
+        "DURATION",
+        "RUN-RETRIES",
+        "STEP-RETRIES",
+        "RESUMES",
+        "START",
+        "STEP",
+        "STEP-AGE"
+    ));
+    for r in &rows {
+        if out.is_closed() {
+            break;
         }
+        out.line(format_args!(
+            "{:<4} {:<34} {:<18} {:>5} {:>8} {:>11} {:>12} {:>7}  {:<20} {:<22} {:>8}  {}",
+            r.seq,
+            r.flow,
+            r.status,
+            format!("{}/{}", r.steps_done, r.steps_total),
+            dash(r.duration_ms),
+            r.run_retries,
+            r.step_retries,
+            r.resumes,
+            r.start,
+            r.step.as_deref().unwrap_or("-"),
+            dash(r.step_age_ms),
+            abbreviate(&r.reason, REASON_WIDTH)
+        ));
+    }
+    Ok(())
+}
+
+/// Which events `history` prints.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    /// Only the run with this SEQ.
+    pub seq: Option<u64>,
+    /// Only this flow.
+    pub flow: Option<String>,
+}
+
+impl HistoryFilter {
+    fn keeps(&self, event: &HistoryEvent) -> bool {
+        self.seq.is_none_or(|seq| event.seq == seq)
+            && self.flow.as_deref().is_none_or(|f| event.flow_name == f)
     }
 }
 
-/// `history NAME`: the history events of a resource, oldest first (on a cluster: its
-/// Kubernetes Events; see [`Backend::history`]).
+/// `history NAME`: every history event of a resource, oldest first (see [`history_of`]).
 pub async fn history(
     backend: &Backend,
     name: &str,
     output: OutputFormat,
     out: &mut Stdout<'_>,
 ) -> Result<(), InspectError> {
-    let events: Vec<HistoryEvent> = backend.history(name).await?;
-    if events.is_empty() {
-        backend.object(name).await?;
+    history_of(backend, name, output, &HistoryFilter::default(), out).await
+}
+
+/// `history NAME [--seq N] [--flow NAME]`: the history events of a resource that `filter`
+/// keeps, oldest first (on a cluster: its Kubernetes Events; see [`Backend::history`]),
+/// with the run's SEQ, millisecond times, and the error of a failure or the reason of a
+/// wait. An unknown resource is an error.
+pub async fn history_of(
+    backend: &Backend,
+    name: &str,
+    output: OutputFormat,
+    filter: &HistoryFilter,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    backend.object(name).await?;
+    let events: Vec<HistoryEvent> = backend
+        .history(name)
+        .await?
+        .into_iter()
+        .filter(|e| filter.keeps(e))
+        .collect();
+    if print_document(&events, output, out)? {
+        return Ok(());
     }
-    match output {
-        OutputFormat::Json => print_json(&events, out),
-        OutputFormat::Table => {
-            out.line(format_args!(
-                "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  ERROR",
-                "TIME", "FLOW", "STEP", "TYPE", "STEP#", "RETRY"
-            ));
-            for e in &events {
-                if out.is_closed() {
-                    break;
-                }
-                out.line(format_args!(
-                    "{:<20} {:<42} {:<26} {:<18} {:>5} {:>5}  {}",
-                    time(e.end_time.or(e.start_time)),
-                    e.flow_name,
-                    if e.step_name.is_empty() {
-                        "-"
-                    } else {
-                        &e.step_name
-                    },
-                    format!("{:?}", e.event_type),
-                    e.step,
-                    e.retry,
-                    e.error
-                ));
-            }
-            Ok(())
+    out.line(format_args!(
+        "{:<4} {:<24} {:<34} {:<26} {:<18} {:>5} {:>5}  REASON",
+        "SEQ", "TIME", "FLOW", "STEP", "TYPE", "STEP#", "RETRY"
+    ));
+    for e in &events {
+        if out.is_closed() {
+            break;
         }
+        let reason = if e.error.is_empty() {
+            &e.reason
+        } else {
+            &e.error
+        };
+        out.line(format_args!(
+            "{:<4} {:<24} {:<34} {:<26} {:<18} {:>5} {:>5}  {}",
+            if e.seq == 0 {
+                "-".to_owned()
+            } else {
+                e.seq.to_string()
+            },
+            time_ms(e.end_time.or(e.start_time)),
+            e.flow_name,
+            or_dash(&e.step_name),
+            format!("{:?}", e.event_type),
+            e.step,
+            e.retry,
+            abbreviate(reason, REASON_WIDTH)
+        ));
     }
+    Ok(())
 }
 
 /// `get NAME`: the resource as YAML.
 pub async fn get(backend: &Backend, name: &str, out: &mut Stdout<'_>) -> Result<(), InspectError> {
+    get_as(backend, name, None, out).await
+}
+
+/// `get NAME -o FORMAT`: the resource as YAML (the default) or JSON, or its row of the
+/// listing (`table`, `wide`).
+pub async fn get_as(
+    backend: &Backend,
+    name: &str,
+    output: Option<OutputFormat>,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
     let cr = backend.object(name).await?;
-    let text = serde_yaml::to_string(&cr).map_err(|e| InspectError::Encode(e.to_string()))?;
-    out.text(&text);
-    Ok(())
+    match output.unwrap_or(OutputFormat::Yaml) {
+        format @ (OutputFormat::Table | OutputFormat::Wide) => {
+            print_listing(&[cr], format == OutputFormat::Wide, out);
+            Ok(())
+        }
+        format => print_document(&cr, format, out).map(|_| ()),
+    }
+}
+
+/// `get` without a name: every resource of the namespace, as a table (the CRD's printer
+/// columns: NAME, STATUS, LEADER, RO, READY, AGE; `wide` adds more), or as one JSON or
+/// YAML list (`kind: List`, as kubectl prints it).
+pub async fn list(
+    backend: &Backend,
+    output: OutputFormat,
+    out: &mut Stdout<'_>,
+) -> Result<(), InspectError> {
+    let clusters = backend.list().await?;
+    match output {
+        OutputFormat::Table | OutputFormat::Wide => {
+            if clusters.is_empty() {
+                eprintln!("No resources found in {} namespace.", backend.namespace());
+                return Ok(());
+            }
+            print_listing(&clusters, output == OutputFormat::Wide, out);
+            Ok(())
+        }
+        format => {
+            let list = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": clusters,
+            });
+            print_document(&list, format, out).map(|_| ())
+        }
+    }
 }
 
 async fn annotate(
@@ -549,8 +722,8 @@ pub async fn status(
     let cr = backend.object(name).await?;
     let runs = backend.runtimes(name).await?;
     let view = status_view(&cr, &runs);
-    if output == OutputFormat::Json {
-        return print_json(&view, out);
+    if print_document(&view, output, out)? {
+        return Ok(());
     }
     let or_dash = |s: &str| {
         if s.is_empty() {

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 use wf_engine::{FileMementoStore, HistoryRecorder, ResourceKey, RetryPolicy, WorkflowConfig};
 
 use super::args::{GlobalArgs, LocalArgs};
+use super::exit::{self, Outcome};
 use super::printer::TransitionPrinter;
 use super::runner::{settle_all, Settled};
 use super::signals::{Shutdown, StopSignal};
 use super::stdout::Stdout;
-use super::{EXIT_INTERRUPTED, EXIT_OK};
 #[cfg(doc)]
 use super::{EXIT_SIGINT, EXIT_SIGTERM};
 use crate::crd::MPDCluster;
@@ -30,7 +30,7 @@ use crate::service::ServiceConfig;
 use crate::status::{Leadership, MonitorConfig, StatusMonitor};
 
 fn exit_code(err: &LocalError) -> u8 {
-    u8::try_from(err.exit_code()).unwrap_or(EXIT_INTERRUPTED)
+    Outcome::of_code(err.exit_code()).code()
 }
 
 fn key_of(doc: &MPDCluster) -> ResourceKey {
@@ -144,16 +144,10 @@ async fn serve_sim_requests(
     Ok(())
 }
 
-/// The exit code of the summary.
+/// The exit code of the summary: the worst outcome of the resources (see
+/// [`exit::of_settled`]).
 fn exit_code_of(results: &BTreeMap<ResourceKey, Settled>) -> u8 {
-    if results
-        .values()
-        .all(|s| matches!(s, Settled::Running | Settled::Gone))
-    {
-        EXIT_OK
-    } else {
-        EXIT_INTERRUPTED
-    }
+    exit::worst(results.values().map(exit::of_settled)).code()
 }
 
 /// Prints the summary; returns the exit code.
@@ -176,6 +170,12 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
                     key.namespace,
                     global.state_dir.display()
                 ));
+                out.line(format_args!(
+                    "  to remove it instead: shared-storage-operator delete {} --namespace {} --state-dir {}",
+                    key.name,
+                    key.namespace,
+                    global.state_dir.display()
+                ));
             }
             Settled::Refused { reason, message } => {
                 out.line(format_args!("{key}: Refused: {reason}: {message}"));
@@ -191,6 +191,16 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
         }
     }
     exit_code_of(results)
+}
+
+/// The first line of `local`: what it applies, and where.
+fn header(files: &[PathBuf], documents: usize, state_dir: &std::path::Path) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!(
+        "local: applying {documents} document(s) from {} to state dir {}",
+        files.join(", "),
+        state_dir.display()
+    )
 }
 
 /// Prints where a signal stopped `local`; returns its exit code.
@@ -217,7 +227,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("error: cannot listen for Ctrl-C and SIGTERM: {err}");
-            return EXIT_INTERRUPTED;
+            return Outcome::Failed.code();
         }
     };
     // Validate every input before the state directory is touched.
@@ -232,7 +242,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         latency: args.sim_latency,
         fail_rate: args.sim_fail_rate,
         seed: args.sim_seed,
-        ready_after_polls: 1,
+        ready_after_polls: args.sim_ready_after_polls,
     };
     let backend = match LocalBackend::open(&global.state_dir, sim) {
         Ok(backend) => backend,
@@ -246,7 +256,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         Ok(op) => Arc::new(op),
         Err(err) => {
             eprintln!("error: {err}");
-            return EXIT_INTERRUPTED;
+            return Outcome::Failed.code();
         }
     };
     // At the signal, each running flow parks before its next step; the reconcile loops
@@ -260,6 +270,7 @@ pub async fn run(global: &GlobalArgs, args: LocalArgs) -> u8 {
         }
     });
     let store: Arc<dyn ClusterStore> = backend.clusters.clone();
+    Stdout::new().line(header(&args.files, docs.len(), &global.state_dir));
     let keys = match apply(&backend, &docs) {
         Ok(keys) => keys,
         Err(err) => {

@@ -4,7 +4,11 @@
 mod args;
 pub mod backend;
 mod connection;
+mod delete;
+mod exit;
+mod format;
 pub mod inspect;
+mod listing;
 mod local;
 mod printer;
 mod run;
@@ -17,36 +21,48 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{
-    Cli, Command, GlobalArgs, InspectArgs, NameArgs, OutputFormat, PullPolicy, RunArgs, Target,
-    TargetArgs,
+    Cli, Command, GetArgs, GlobalArgs, HistoryArgs, InspectArgs, NameArgs, OutputFormat,
+    PullPolicy, RunArgs, Target, TargetArgs,
 };
 pub use backend::{Backend, InspectError};
 pub use run::{operate, RunError};
 pub use stdout::Stdout;
 
-/// Exit code: everything ended `Running` (or the command succeeded).
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a resource is `Interrupt`, or a command failed at run time.
-pub const EXIT_INTERRUPTED: u8 = 1;
-/// Exit code: bad input (a malformed or invalid document, a bad flag) or a locked state dir.
-pub const EXIT_BAD_INPUT: u8 = 2;
-/// Exit code: stopped by Ctrl-C (SIGINT) after the running steps reached a saved
-/// transition (128 + 2, as a shell reports it).
-pub const EXIT_SIGINT: u8 = 130;
-/// Exit code of `local`: stopped by SIGTERM after the running steps reached a saved
-/// transition (128 + 15). `run` exits [`EXIT_OK`] after SIGTERM, its normal stop.
-pub const EXIT_SIGTERM: u8 = 143;
+pub use exit::{Outcome, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 
 /// The log filter when `RUST_LOG` is not set: warnings and errors, except kube-client's
 /// per-request trace layer, which logs every failed request again at `ERROR` although the
 /// caller reports it (with the resource and what it meant).
 pub const DEFAULT_LOG_FILTER: &str = "warn,kube_client::client::builder=off";
 
+/// The log filter of the commands other than `run` when `RUST_LOG` is not set and no `-v`
+/// is given: warnings (damage found in the state directory, for one), except the engine's
+/// log of each step failure and interrupt (`wf_engine::execution`), which `local` prints
+/// as its own line: a failure is printed once.
+pub const QUIET_LOG_FILTER: &str =
+    "warn,wf_engine::execution=error,kube_client::client::builder=off";
+
+/// The log filter for `-v` (`-v` warnings, `-vv` info, `-vvv` debug), else `default`.
+fn log_filter(verbose: u8, default: &str) -> String {
+    let level = match verbose {
+        0 => return default.to_owned(),
+        1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    format!("{level},kube_client::client::builder=off")
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let default = match cli.command {
+        Command::Run(_) => DEFAULT_LOG_FILTER,
+        _ => QUIET_LOG_FILTER,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(log_filter(cli.global.verbose, default))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -123,8 +123,9 @@ impl wf_engine::Step for ServiceStep {
             Progress::Done(()) => Ok(StepOutcome::Done),
             Progress::Pending { reason } => {
                 tracing::debug!(step = self.name, %reason, "waiting");
-                Ok(StepOutcome::waiting_for(
+                Ok(StepOutcome::waiting_because(
                     self.service.config().poll_interval,
+                    reason,
                 ))
             }
         }

@@ -47,6 +47,10 @@ pub struct HistoryEvent {
     pub namespace: String,
     /// The run's id: its start time in milliseconds.
     pub workflow_id: i64,
+    /// The run's sequence number (the `SEQ` of `workflows`); 0 in lines written before it
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub seq: u64,
     /// `<workflow_id>-<step>`; `<workflow_id>-0` for flow events.
     pub step_id: String,
     /// The flow.
@@ -71,6 +75,10 @@ pub struct HistoryEvent {
     pub resumes: u32,
     /// The error, if any.
     pub error: String,
+    /// What a waiting step waits for (`StepWaiting` lines), when the step said; left out
+    /// when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
     /// Written by a new process for a transition an earlier one saved but may not have
     /// recorded (it stopped between the save and its hooks); left out when false. A replay
     /// of an event the file already has is not written.
@@ -85,7 +93,8 @@ fn is_false(value: &bool) -> bool {
 
 impl HistoryEvent {
     /// Whether `other` records the same transition: everything but `replayed` equal, the
-    /// times to the millisecond (what a memento keeps of them).
+    /// times to the millisecond (what a memento keeps of them); a `seq` of 0 (a line
+    /// written before the seq was recorded) matches any.
     pub fn same_transition(&self, other: &HistoryEvent) -> bool {
         fn millis(t: Option<DateTime<Utc>>) -> Option<i64> {
             t.map(|t| t.timestamp_millis())
@@ -94,6 +103,9 @@ impl HistoryEvent {
             && millis(self.end_time) == millis(other.end_time);
         let mut other = other.clone();
         other.replayed = self.replayed;
+        if self.seq == 0 || other.seq == 0 {
+            other.seq = self.seq;
+        }
         other.start_time = self.start_time;
         other.end_time = self.end_time;
         same_times && *self == other
@@ -102,6 +114,11 @@ impl HistoryEvent {
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero_u64(value: &u64) -> bool {
     *value == 0
 }
 
@@ -246,6 +263,7 @@ impl HistoryRecorder {
             resource_name: event.resource.name.clone(),
             namespace: event.resource.namespace.clone(),
             workflow_id,
+            seq: event.seq,
             step_id: format!("{workflow_id}-{step}"),
             flow_name: rt.flow_name.clone(),
             step_name,
@@ -257,6 +275,10 @@ impl HistoryRecorder {
             retry,
             resumes,
             error: event.error.unwrap_or_default().to_owned(),
+            reason: match event_type {
+                HistoryEventType::StepWaiting => event.wait_reason().unwrap_or_default().to_owned(),
+                _ => String::new(),
+            },
             replayed: event.replayed,
         }
     }
@@ -358,6 +380,8 @@ impl TransitionHook for HistoryRecorder {
             resumes: 0,
             error: event.refusal.to_string(),
             replayed: false,
+            seq: 0,
+            reason: String::new(),
         };
         if let Err(err) = self.append(&line) {
             tracing::warn!(path = %self.path.display(), %err, "cannot append workflow history");
@@ -390,6 +414,7 @@ mod tests {
                 retry_times: 2,
                 resume_times: 0,
                 last_error: None,
+                wait_reason: None,
             }],
         }
     }
@@ -499,6 +524,46 @@ mod tests {
             !raw.lines().next().unwrap().contains("replayed"),
             "false is left out"
         );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_line_carries_the_run_seq_and_the_wait_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = HistoryRecorder::new(dir.path(), "shared");
+        let key = ResourceKey::new("ns", "c1");
+        let mut rt = runtime();
+        rt.running_steps[0].step_status = StepStatus::Waiting;
+        rt.running_steps[0].wait_reason = Some("pod c1-1 is Pending".into());
+        let event = HookEvent {
+            resource_type: "shared",
+            resource: &key,
+            seq: 7,
+            runtime: &rt,
+            step: Some(0),
+            error: None,
+            replayed: false,
+        };
+        recorder.on_step_waiting(&event).await;
+        recorder.on_step_init(&event).await;
+        let events = read_history(recorder.path()).unwrap();
+        assert_eq!(events[0].event_type, HistoryEventType::StepWaiting);
+        assert_eq!(
+            (events[0].seq, events[0].reason.as_str()),
+            (7, "pod c1-1 is Pending")
+        );
+        assert_eq!(
+            events[1].reason, "",
+            "only a waiting line carries the reason"
+        );
+        assert_eq!(events[1].seq, 7);
+    }
+
+    #[test]
+    fn a_line_written_before_the_seq_and_the_reason_were_recorded_still_loads() {
+        let old = r#"{"resource_name":"c1","namespace":"ns","workflow_id":1000,"step_id":"1000-1","flow_name":"Create","step_name":"A","type":"StepWaiting","start_time":null,"end_time":null,"step":1,"step_count":1,"retry":0,"error":""}"#;
+        let (events, skipped) = parse_history(Path::new("h.txt"), old.as_bytes());
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!((events[0].seq, events[0].reason.as_str()), (0, ""));
     }
 
     #[tokio::test]

@@ -41,6 +41,14 @@ impl HookEvent<'_> {
     pub fn step_runtime(&self) -> Option<&crate::StepRuntime> {
         self.step.and_then(|i| self.runtime.running_steps.get(i))
     }
+
+    /// What the step of a step event waits for, when it waits and said why
+    /// ([`crate::StepOutcome::waiting_because`]).
+    pub fn wait_reason(&self) -> Option<&str> {
+        self.step_runtime()
+            .filter(|s| s.step_status == crate::StepStatus::Waiting)
+            .and_then(|s| s.wait_reason.as_deref())
+    }
 }
 
 /// Called after each persisted transition. Every method has an empty default; hooks handle

@@ -99,6 +99,7 @@ fn encode_step_into(out: &mut String, step: &StepRuntime) -> Result<(), serde_js
         retry_times,
         resume_times,
         last_error,
+        wait_reason,
     } = step;
     out.reserve(64 + step_name.len() + 2 * 50);
     out.push_str("{\"StepName\":");
@@ -114,6 +115,10 @@ fn encode_step_into(out: &mut String, step: &StepRuntime) -> Result<(), serde_js
     if let Some(error) = last_error {
         push_name(out, "lastError");
         push_json_str(out, error);
+    }
+    if let Some(reason) = wait_reason {
+        push_name(out, "waitReason");
+        push_json_str(out, reason);
     }
     out.push('}');
     Ok(())
@@ -320,6 +325,7 @@ mod tests {
                     retry_times: 1,
                     resume_times: 1,
                     last_error: Some("was down".into()),
+                    wait_reason: None,
                 },
                 StepRuntime {
                     step_name: "B".into(),
@@ -330,6 +336,18 @@ mod tests {
                     retry_times: 0,
                     resume_times: 0,
                     last_error: None,
+                    wait_reason: None,
+                },
+                StepRuntime {
+                    step_name: "C".into(),
+                    step_status: StepStatus::Waiting,
+                    step_start_time: Some(t),
+                    last_step_complete_time: Some(t),
+                    context_output: JsonMap::new(),
+                    retry_times: 0,
+                    resume_times: 0,
+                    last_error: None,
+                    wait_reason: Some("pod \"c1-2\" is Pending".into()),
                 },
             ],
         }

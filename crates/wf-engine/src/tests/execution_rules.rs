@@ -60,6 +60,28 @@ async fn interrupt_ends_the_flow_failed_and_completed_and_moves_the_resource_to_
 }
 
 #[tokio::test]
+async fn a_wait_reason_is_kept_on_the_step_record_until_the_step_completes() {
+    let a = Script::new([Act::WaitFor("pod c1-1 is Pending"), Act::Done]);
+    let h = harness().flow("F", &["A"]).step("A", &a).build();
+    let mut wf = h.workflow().await;
+    wf.run("F", JsonMap::new(), &token()).await.unwrap();
+    let rt = h.last().await.runtime;
+    assert_eq!(
+        rt.running_steps[0].wait_reason.as_deref(),
+        Some("pod c1-1 is Pending")
+    );
+    wf.run_last_uncompleted("F", Resumption::AnyFlow, &token())
+        .await
+        .unwrap();
+    let rt = h.last().await.runtime;
+    assert_eq!(rt.running_steps[0].step_status, StepStatus::Completed);
+    assert_eq!(
+        rt.running_steps[0].wait_reason, None,
+        "cleared at completion"
+    );
+}
+
+#[tokio::test]
 async fn waiting_parks_the_flow_returns_success_and_is_called_again_without_reinit() {
     let a = Script::new([Act::Wait, Act::Wait, Act::Done]);
     let h = harness().flow("F", &["A"]).step("A", &a).build();

@@ -22,6 +22,8 @@ pub enum Act {
     Done,
     Output(Value),
     Wait,
+    /// Waits, saying why.
+    WaitFor(&'static str),
     Fail(&'static str),
     Interrupt(&'static str, &'static str),
     Panic(&'static str),
@@ -99,6 +101,10 @@ impl Step for ScriptedStep {
         let result = match act {
             Act::Done | Act::Output(_) => Ok(StepOutcome::Done),
             Act::Wait => Ok(StepOutcome::waiting_for(Duration::from_millis(7))),
+            Act::WaitFor(reason) => Ok(StepOutcome::waiting_because(
+                Duration::from_millis(7),
+                reason,
+            )),
             Act::Fail(msg) => Err(StepError::failed(msg)),
             Act::Interrupt(reason, msg) => Err(StepError::interrupt(reason, msg)),
             Act::Panic(msg) => panic!("{msg}"),

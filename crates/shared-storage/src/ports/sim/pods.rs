@@ -322,6 +322,23 @@ impl PodManager for SimPodManager {
 }
 
 impl Simulation {
+    /// Removes what Kubernetes' garbage collector removes with a deleted cluster, by the
+    /// owner references: its pods (freeing their engine ports on their nodes), and the
+    /// accounts and parameters kept in its Secrets and ConfigMaps. Returns how many pods
+    /// went. Saved at once in a persistent world.
+    pub fn collect_garbage(&self, cluster: &ClusterRef) -> Result<usize, crate::local::LocalError> {
+        let removed = {
+            let mut world = self.lock();
+            let before = world.pods.len();
+            world.pods.retain(|_, r| r.pod.cluster != *cluster);
+            world.accounts.remove(cluster);
+            world.params.remove(cluster);
+            before - world.pods.len()
+        };
+        self.save()?;
+        Ok(removed)
+    }
+
     /// The pods of `cluster`, by name.
     pub fn pods(&self, cluster: &ClusterRef) -> Vec<SimPod> {
         self.lock()
