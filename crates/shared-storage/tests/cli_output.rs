@@ -10,6 +10,9 @@ use std::process::{Command, Output, Stdio};
 
 use shared_storage::crd::MPDCluster;
 
+mod local_state;
+use local_state::occupy_engine_port;
+
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
 }
@@ -57,12 +60,17 @@ fn sample(dir: &Path) -> PathBuf {
     state
 }
 
-/// The sample with `followerNum: 4`: five instances on engine port 5432 and four nodes;
-/// it can never fit and ends `Interrupt: NO_AVAILABLE_NODE`.
-fn too_big(dir: &Path) -> PathBuf {
+/// Creates the sample in `state`, then lets something that is no MPDCluster take engine
+/// port 5432 on node-4, the one node the sample leaves free; returns the sample with
+/// `followerNum: 3`. The admission lets the third RO in (it sees only MPDClusters), and
+/// AddRo interrupts `NO_AVAILABLE_NODE` when it places the pod.
+fn too_big(dir: &Path, state: &Path) -> PathBuf {
+    let out = local(state, &[&example("mpdcluster.yaml")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    occupy_engine_port(state, "node-4", 5432);
     let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
     let file = dir.join("too-big.yaml");
-    std::fs::write(&file, sample.replace("followerNum: 2", "followerNum: 4")).unwrap();
+    std::fs::write(&file, sample.replace("followerNum: 2", "followerNum: 3")).unwrap();
     file
 }
 
@@ -131,7 +139,7 @@ fn column(header: &[String], name: &str) -> usize {
 fn workflows_of_an_interrupted_run_shows_its_reason_and_duration() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let out = local(&state, &[&too_big(dir.path())], &[]);
+    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
     let out = op(&state, &["workflows", "demo"]);
@@ -156,9 +164,14 @@ fn workflows_of_an_interrupted_run_shows_its_reason_and_duration() {
         ],
         "{printed}"
     );
-    let row = &rows[0];
+    let row = &rows[1];
+    assert_eq!(row[column(&header, "FLOW")], "SharedStorageClusterAddRo");
     assert_eq!(row[column(&header, "STATUS")], "failedAndCompleted");
-    assert_eq!(row[column(&header, "STEP")], "CreateRoPods", "{printed}");
+    assert_eq!(
+        row[column(&header, "STEP")],
+        "EnsureNewRoUpToDate",
+        "{printed}"
+    );
     assert!(
         row[column(&header, "REASON")].starts_with("NO_AVAILABLE_NODE: "),
         "{printed}"
@@ -176,12 +189,12 @@ fn workflows_of_an_interrupted_run_shows_its_reason_and_duration() {
 
     let out = op(&state, &["workflows", "demo", "-o", "json"]);
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
-    assert!(runs[0]["reason"]
+    assert!(runs[1]["reason"]
         .as_str()
         .unwrap()
         .starts_with("NO_AVAILABLE_NODE: "));
-    assert!(runs[0]["duration_ms"].as_u64().unwrap() > 0, "{runs:#?}");
-    assert_eq!(runs[0]["step"], "CreateRoPods");
+    assert!(runs[1]["duration_ms"].as_u64().unwrap() > 0, "{runs:#?}");
+    assert_eq!(runs[1]["step"], "EnsureNewRoUpToDate");
 }
 
 #[test]
@@ -357,7 +370,7 @@ fn delete_releases_the_storage_and_removes_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // A cluster that can never fit: recover cannot help, delete removes it.
-    let out = local(&state, &[&too_big(dir.path())], &[]);
+    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stdout(&out).contains("to remove it instead: shared-storage-operator delete demo"),
@@ -661,12 +674,12 @@ fn a_step_failure_is_printed_once() {
     // An interrupt: the failed step's line carries the error, the interrupt line does not
     // repeat it, and the summary gives the reason.
     let state = dir.path().join("interrupted");
-    let out = local(&state, &[&too_big(dir.path())], &[]);
+    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let printed = stdout(&out);
     let flow_lines = printed
         .lines()
-        .filter(|l| l.contains("CreateSharedStorageCluster") && l.contains("NO_AVAILABLE_NODE"))
+        .filter(|l| l.contains("SharedStorageClusterAddRo") && l.contains("NO_AVAILABLE_NODE"))
         .count();
     assert_eq!(flow_lines, 1, "{printed}");
     assert!(printed.contains("default/demo: Interrupt: NO_AVAILABLE_NODE"));
@@ -674,7 +687,7 @@ fn a_step_failure_is_printed_once() {
 
     // With -v the engine's log goes to stderr.
     let state = dir.path().join("verbose");
-    let out = local(&state, &[&too_big(dir.path())], &["-v"]);
+    let out = local(&state, &[&too_big(dir.path(), &state)], &["-v"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("WARN"),

@@ -8,6 +8,9 @@ use std::process::{Command, Output, Stdio};
 
 use shared_storage::crd::{InstanceStatus, MPDCluster};
 
+mod local_state;
+use local_state::occupy_engine_port;
+
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
 }
@@ -144,8 +147,11 @@ fn a_stuck_add_ro_is_abandoned_and_the_next_restart_ends_running_without_temp_le
     let state = dir.path().join("state");
     created(&state);
 
-    // More ROs than the simulated nodes hold: AddRo interrupts with NO_AVAILABLE_NODE.
-    let out = local(&state, &variant(dir.path(), "mpdcluster.yaml", 9, &[]));
+    // Something that is no MPDCluster holds the engine port on the one free node: the
+    // admission (which knows the MPDClusters) lets a third RO in, and AddRo interrupts with
+    // NO_AVAILABLE_NODE when it places the pod.
+    occupy_engine_port(&state, "node-4", 5432);
+    let out = local(&state, &variant(dir.path(), "mpdcluster.yaml", 3, &[]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout(&out).contains("NO_AVAILABLE_NODE"), "{}", text(&out));
     assert!(

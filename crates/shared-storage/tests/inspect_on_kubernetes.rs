@@ -10,6 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
 use kube_harness::{KubeHarness, NAME, NS};
 use shared_storage::cli::{inspect, Backend, InspectError, OutputFormat, Stdout};
 use shared_storage::crd::{annotations, MPDCluster};
@@ -382,9 +384,23 @@ async fn abandon_on_the_cluster_is_refused_when_nothing_is_stuck_and_ends_a_stuc
     assert_eq!(err.exit_code(), 1);
     assert_eq!(h.annotation(annotations::INTERRUPT_ABANDON).await, None);
 
-    // One more RO than the four nodes hold: AddRo's new pod is never scheduled, and the
-    // run waits for it for ever (its temp RO planned and recorded).
-    h.patch_spec(serde_json::json!({"followerNum": 4})).await;
+    // A pod that is no MPDCluster's holds the engine port on the one free node: the
+    // admission (which knows the MPDClusters) lets a third RO in, AddRo's new pod is never
+    // scheduled, and the run waits for it for ever (its temp RO planned and recorded).
+    let outsider: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pg-outside", "namespace": "legacy"},
+        "spec": {
+            "nodeName": h.free_node().await,
+            "hostNetwork": true,
+            "containers": [{"name": "pg", "image": "postgres", "ports": [{"containerPort": 5432}]}]
+        }
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(h.cluster.client(), "legacy")
+        .create(&PostParams::default(), &outsider)
+        .await
+        .expect("the outside pod");
+    h.patch_spec(serde_json::json!({"followerNum": 3})).await;
     let mut waiting = false;
     for _ in 0..100 {
         h.cluster.sync().await.expect("kubelet");
@@ -408,11 +424,11 @@ async fn abandon_on_the_cluster_is_refused_when_nothing_is_stuck_and_ends_a_stuc
             .as_deref(),
         Some("T")
     );
-    h.patch_spec(serde_json::json!({"followerNum": 3})).await;
+    h.patch_spec(serde_json::json!({"followerNum": 2})).await;
     assert_eq!(h.settle().await, "Running", "{:?}", h.errors);
     assert!(h.of_type("tempro").await.is_empty(), "no tempro entry left");
-    assert_eq!(h.of_type("ro").await.len(), 3);
-    assert_eq!(h.pods().await.len(), 4, "the unscheduled pod was deleted");
+    assert_eq!(h.of_type("ro").await.len(), 2);
+    assert_eq!(h.pods().await.len(), 3, "the unscheduled pod was deleted");
     assert_eq!(h.annotation(annotations::TEMP_RO_IDS).await, None);
     assert_eq!(h.annotation(annotations::INTERRUPT_ABANDON).await, None);
     let table = workflows(&backend, NAME, OutputFormat::Table)
