@@ -113,7 +113,7 @@ fn run_example(file: &str, flows: &[&str]) -> (MPDCluster, MPDCluster) {
 }
 
 /// The files this suite runs; a new example must be added here.
-const COVERED: [&str; 15] = [
+const COVERED: [&str; 16] = [
     "mpdcluster.yaml",
     "restart.yaml",
     "restart-ins.yaml",
@@ -129,6 +129,7 @@ const COVERED: [&str; 15] = [
     "remove-ro.yaml",
     "scale-in.yaml",
     "extend-storage.yaml",
+    "stuck-add-ro.yaml",
 ];
 
 #[test]
@@ -294,5 +295,71 @@ fn extend_storage_grows_the_file_system_and_consumes_the_request() {
     run_example(
         "extend-storage.yaml",
         &["ExtendStorageSharedStorageCluster"],
+    );
+}
+
+#[test]
+fn stuck_add_ro_interrupts_and_abandon_then_restart_ends_running_without_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    apply(dir.path(), "mpdcluster.yaml");
+    let path = examples_dir().join("stuck-add-ro.yaml");
+    let out = op(dir.path(), &["local", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("default/demo: simulator: port 5432 on node-4 is taken")
+            && printed.contains("default/demo: Interrupt: NO_AVAILABLE_NODE")
+            && printed.contains("engine port 5432"),
+        "{}",
+        text(&out)
+    );
+    let stuck = get(dir.path());
+    assert_eq!(stuck.status.as_ref().unwrap().cluster_status, "Interrupt");
+    let out = op(dir.path(), &["abandon", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    apply(dir.path(), "restart.yaml");
+    let after = get(dir.path());
+    let status = after.status.as_ref().unwrap();
+    assert_eq!(status.cluster_status, "Running");
+    assert!(ids_of(&after, "tempro").is_empty(), "no tempro entry left");
+    assert_eq!(annotation(&after, "tempRoIds"), None, "no plan left");
+    assert_eq!(ids_of(&after, "ro").len(), 2);
+    let flows: Vec<(String, String)> = runs(dir.path());
+    assert_eq!(
+        flows,
+        [
+            (
+                "CreateSharedStorageCluster".to_owned(),
+                "completed".to_owned()
+            ),
+            (
+                "SharedStorageClusterAddRo".to_owned(),
+                "abandoned".to_owned()
+            ),
+            (
+                "SharedStorageClusterRestartCluster".to_owned(),
+                "completed".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_occupied_port_on_an_unknown_node_is_bad_input_naming_the_annotation() {
+    let dir = tempfile::tempdir().unwrap();
+    apply(dir.path(), "mpdcluster.yaml");
+    let yaml = std::fs::read_to_string(examples_dir().join("stuck-add-ro.yaml"))
+        .unwrap()
+        .replace("node-4:5432", "node-9:5432");
+    let file = dir.path().join("node-9.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = op(dir.path(), &["local", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node-9.yaml")
+            && stderr.contains("sim.mpd.polardb.aliyun.com/occupy-port")
+            && stderr.contains("no node `node-9`"),
+        "{stderr}"
     );
 }

@@ -189,7 +189,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
         for old in self.caretaker.uncompleted()? {
             if old.runtime.flow_name == flow {
                 let reason = format!("{SUPERSEDED}: run {seq} of the same flow started after it");
-                self.close(old, reason).await?;
+                self.close(old, reason, false).await?;
             }
         }
         let runtime = WorkflowRuntime::new(&meta, context, Utc::now());
@@ -233,7 +233,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
             };
             if let Some(newer) = self.newest_seq_of(&run.flow).filter(|n| *n > run.seq) {
                 let reason = format!("{SUPERSEDED}: run {newer} of the same flow started after it");
-                self.close(stored, reason).await?;
+                self.close(stored, reason, false).await?;
                 report.superseded.push(run);
                 continue;
             }
@@ -251,7 +251,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                         "{ABANDONED}: the entry of flow `{flow}` abandons uncompleted runs of \
                          other flows"
                     );
-                    self.close(stored, reason).await?;
+                    self.close(stored, reason, false).await?;
                     report.abandoned.push(run);
                 }
                 // ThisFlow (AnyFlow took every run above).
@@ -605,16 +605,22 @@ impl<R: StateResource> ResourceWorkflow<R> {
     }
 
     /// Closes an uncompleted run that must never be resumed: `failedAndCompleted`, with
-    /// `reason` as its error.
+    /// `reason` as its error. Logged as a warning, or as information when a person asked
+    /// for it (`requested`: an abandon).
     async fn close(
         &mut self,
         old: StoredRuntime,
         reason: String,
+        requested: bool,
     ) -> Result<WorkflowRuntime, Error> {
         let mut runtime = old.runtime;
         runtime.flow_status = FlowStatus::FailedAndCompleted;
         runtime.complete_time = Some(Utc::now());
-        tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, %reason, "closing an uncompleted run");
+        if requested {
+            tracing::info!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, %reason, "closing an uncompleted run on request");
+        } else {
+            tracing::warn!(resource = %self.key, flow = %runtime.flow_name, seq = old.seq, %reason, "closing an uncompleted run");
+        }
         runtime.error_message = reason;
         self.caretaker.save(old.seq, &runtime).await?;
         Ok(runtime)
@@ -652,7 +658,7 @@ impl<R: StateResource> ResourceWorkflow<R> {
                     })?;
             }
             let reason = abandon_reason(&self.manager.inner.config.annotations, &stored.runtime);
-            let runtime = self.close(stored, reason).await?;
+            let runtime = self.close(stored, reason, true).await?;
             self.hook(
                 HookPoint::WfAbandoned,
                 seq,

@@ -135,10 +135,8 @@ async fn serve_sim_requests(
             &key.name,
         )
         .await?;
-        if let sim_requests::Served::Failed { ins_id } = served {
-            Stdout::new().line(format_args!(
-                "{key}: simulator: instance {ins_id} fails (as after a host failure)"
-            ));
+        for what in served {
+            Stdout::new().line(format_args!("{key}: simulator: {what}"));
         }
     }
     Ok(())

@@ -321,7 +321,46 @@ impl PodManager for SimPodManager {
     }
 }
 
+/// The namespace of the pods [`Simulation::occupy_port`] puts on nodes: they belong to no
+/// MPDCluster.
+pub const OUTSIDE_NAMESPACE: &str = "sim-outside";
+
 impl Simulation {
+    /// Puts a pod that belongs to no MPDCluster on `node`, holding host port `port` (as a
+    /// database someone runs beside the operator): a pod of any cluster on that port can no
+    /// longer be placed there. Returns `false`, changing nothing, when the node does not
+    /// exist. Saved at once in a persistent world.
+    pub fn occupy_port(&self, node: &str, port: i32) -> Result<bool, crate::local::LocalError> {
+        {
+            let mut world = self.lock();
+            let Some(info) = world.nodes.get(node).cloned() else {
+                return Ok(false);
+            };
+            let name = format!("port-{port}-on-{node}");
+            let pod = SimPod {
+                namespace: OUTSIDE_NAMESPACE.to_owned(),
+                name: name.clone(),
+                cluster: ClusterRef::new(OUTSIDE_NAMESPACE, name.clone()),
+                node: node.to_owned(),
+                host_ip: info.internal_ip,
+                client_ip: info.client_ip,
+                port,
+                ready: true,
+                ..SimPod::default()
+            };
+            world.pods.insert(
+                (OUTSIDE_NAMESPACE.to_owned(), name),
+                PodRecord {
+                    pod,
+                    countdown: 0,
+                    pfsd_starting: false,
+                },
+            );
+        }
+        self.save()?;
+        Ok(true)
+    }
+
     /// Removes what Kubernetes' garbage collector removes with a deleted cluster, by the
     /// owner references: its pods (freeing their engine ports on their nodes), and the
     /// accounts and parameters kept in its Secrets and ConfigMaps. Returns how many pods
