@@ -4,37 +4,12 @@
 //! and a permanent failure found only at run time interrupts on its first attempt.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use shared_storage::crd::MPDCluster;
 
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-}
-
-fn op(state: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .expect("run the binary")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod local_binary;
+use local_binary::{example, op, text};
 
 fn local(state: &Path, file: &Path) -> Output {
     op(state, &["local", file.to_str().unwrap()])
@@ -187,6 +162,30 @@ fn a_negative_follower_num_is_refused_before_the_cluster_is_created() {
         "",
         "never created"
     );
+}
+
+#[test]
+fn a_negative_follower_num_on_a_running_cluster_is_refused_and_keeps_every_ro() {
+    let (dir, state) = running_demo();
+    let bogus = variant(
+        dir.path(),
+        "mpdcluster.yaml",
+        "negative.yaml",
+        &[("followerNum: 2", "followerNum: -1")],
+    );
+    let message = assert_refused(&state, &bogus, "demo", "INVALID_FOLLOWER_NUM");
+    assert!(message.contains("spec.followerNum is -1"), "{message}");
+    let cr = get(&state, "demo");
+    assert_eq!(cr.status.as_ref().unwrap().cluster_status, "Running");
+    let ros = cr
+        .status
+        .as_ref()
+        .unwrap()
+        .db_instance_status
+        .values()
+        .filter(|e| e.ins_type == "ro")
+        .count();
+    assert_eq!(ros, 2, "no RO was removed");
 }
 
 #[test]

@@ -2,36 +2,12 @@
 //! a freshly created `demo`, it runs its flow to completion and the cluster ends `Running`
 //! with the change made and the request consumed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use shared_storage::crd::MPDCluster;
 
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
-}
-
-fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn op(state: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .expect("run the binary")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod local_binary;
+use local_binary::{examples_dir, op, text};
 
 fn apply(state: &Path, file: &str) {
     let path = examples_dir().join(file);

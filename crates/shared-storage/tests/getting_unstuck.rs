@@ -8,36 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use shared_storage::crd::{InstanceStatus, MPDCluster};
 
-mod local_state;
-use local_state::occupy_engine_port;
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-}
-
-fn op(state: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .expect("run the binary")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod local_binary;
+use local_binary::{bin, example, occupy_engine_port, op, stdout, text};
 
 fn local(state: &Path, file: &Path) -> Output {
     op(state, &["local", file.to_str().unwrap()])
@@ -91,10 +63,6 @@ fn variant(dir: &Path, name: &str, follower_num: usize, extra: &[(&str, &str)]) 
 fn created(state: &Path) {
     let out = local(state, &example("mpdcluster.yaml"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -9,33 +9,8 @@ use std::time::{Duration, Instant};
 
 use shared_storage::crd::MPDCluster;
 
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_shared-storage-operator"))
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
-}
-
-fn op(state: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .expect("run the binary")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod local_binary;
+use local_binary::{bin, example, op, text};
 
 fn local(state: &Path, file: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["local", file.to_str().unwrap()];

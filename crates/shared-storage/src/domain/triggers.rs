@@ -191,12 +191,13 @@ pub fn add_ro(cr: &MPDCluster) -> bool {
 }
 
 /// Remove one RO: `removeIns` is present and non-empty (that RO goes), or, a declarative
-/// scale-in, `spec.followerNum` (not negative) is below the number of status entries of type
-/// `ro` (the newest RO goes: the highest insId). Temp ROs (`tempro`) never count. One RO
-/// per run: it fires again until the counts match.
+/// scale-in, `spec.followerNum` is below the number of status entries of type `ro` (the
+/// newest RO goes: the highest insId). Temp ROs (`tempro`) never count. One RO per run: it
+/// fires again until the counts match. A negative `followerNum` fires too, so that the
+/// admission refuses it (`INVALID_FOLLOWER_NUM`) instead of the object silently keeping it.
 pub fn remove_ro(cr: &MPDCluster) -> bool {
     annotation(cr, annotations::REMOVE_INS).is_some_and(|v| !v.is_empty())
-        || usize::try_from(cr.spec.follower_num).is_ok_and(|wanted| wanted < ro_count(cr))
+        || usize::try_from(cr.spec.follower_num).map_or(true, |wanted| wanted < ro_count(cr))
 }
 
 /// The status entries of type `ro` (not the RW, not temp ROs).
@@ -580,7 +581,11 @@ mod tests {
                 ("one fewer wanted", |cr| cr.spec.follower_num = 1, true),
                 ("none wanted", |cr| cr.spec.follower_num = 0, true),
                 ("more wanted", |cr| cr.spec.follower_num = 3, false),
-                ("negative", |cr| cr.spec.follower_num = -1, false),
+                (
+                    "negative, for the admission to refuse",
+                    |cr| cr.spec.follower_num = -1,
+                    true,
+                ),
                 (
                     "temp ROs do not count",
                     |cr| {
