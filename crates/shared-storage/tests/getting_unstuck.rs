@@ -282,3 +282,36 @@ fn a_cancelled_run_takes_its_mark_with_it_and_the_next_request_runs_to_completio
         .collect();
     assert_eq!(restarts, ["abandoned", "completed"]);
 }
+
+#[test]
+fn abandon_of_a_creation_is_refused_naming_delete_which_then_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // A fresh demo asking for a third RO while something outside holds the port on node-4:
+    // the creation itself interrupts.
+    let yaml = std::fs::read_to_string(example("stuck-add-ro.yaml")).unwrap();
+    let file = dir.path().join("create-stuck.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = local(&state, &file);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("default/demo: Interrupt: NO_AVAILABLE_NODE"),
+        "{}",
+        text(&out)
+    );
+    let out = op(&state, &["abandon", "demo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a creation cannot be abandoned") && stderr.contains("`delete` it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        annotation(&get(&state), "interrupt.abandon"),
+        None,
+        "nothing written"
+    );
+    let out = op(&state, &["delete", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(op(&state, &["get", "demo"]).status.code(), Some(1));
+}

@@ -380,7 +380,8 @@ impl<R: StateResource> WorkflowManager<R> {
     /// annotation (`T` or `true`): the runs [`crate::abandon::runs_to_abandon`] names are
     /// cleaned up by the abandon handler and closed as abandoned, the interrupt record is
     /// cleared (with what the recover strategy clears alongside it), the resource goes to
-    /// `Running` when it was in `Interrupt` or a run was closed, and the request is removed
+    /// `Running` when it was in `Interrupt` or a run was closed (`Init` when the run was a
+    /// creation: the resource was never created), and the request is removed
     /// last (so a stop in between only repeats the idempotent part). Returns the runs
     /// closed and the state, `None` when not asked. A failed cleanup or write is an error,
     /// and the request stays for the next reconcile.
@@ -398,12 +399,28 @@ impl<R: StateResource> WorkflowManager<R> {
             return Ok(None);
         }
         let interrupted = fresh.state().effective() == State::INTERRUPT;
+        // The state the abandoned run ran in: recorded by the interrupt, else the current one.
+        let ran_in = if interrupted {
+            fresh
+                .annotation(&keys.previous_status)
+                .map_or(State::RUNNING, State::new)
+                .effective()
+        } else {
+            fresh.state().effective()
+        };
         let mut workflow = self.resource_workflow(fresh).await?;
         let closed = workflow.abandon_runs(interrupted).await?;
         let mut current = self.inner.recover.clear(fresh).await?;
         if interrupted || !closed.is_empty() {
+            // A resource whose creation was given up was never created: `Init`, so that
+            // the next reconcile creates it again from the first step.
+            let settled = if ran_in == State::CREATING {
+                State::INIT
+            } else {
+                State::RUNNING
+            };
             failpoint!(failpoints::STATE_UPDATE_BEFORE);
-            current = current.update_state(State::RUNNING).await?;
+            current = current.update_state(settled).await?;
             failpoint!(failpoints::STATE_UPDATE_AFTER);
         }
         let done = AnnotationPatch::from([(keys.abandon.clone(), None)]);

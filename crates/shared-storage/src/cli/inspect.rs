@@ -508,6 +508,21 @@ pub async fn abandon(
             ),
         ));
     };
+    let creation = crate::registration::TRANSLATIONS
+        .iter()
+        .any(|t| t.target == "Creating" && t.flow == newest.runtime.flow_name);
+    if creation {
+        // Given up, a creation leaves a half-made cluster that no other flow can finish.
+        return Err(refused(
+            backend,
+            name,
+            format!(
+                "was never created (run {} of {} stopped): a creation cannot be abandoned; \
+                 `delete` it (its volume is released), or fix the cause and `recover` it",
+                newest.seq, newest.runtime.flow_name
+            ),
+        ));
+    }
     let what = format!(
         "abandon of run {} ({}) requested; ",
         newest.seq, newest.runtime.flow_name

@@ -345,6 +345,19 @@ pub fn check_nodes(
     ))
 }
 
+/// Create: how many instances (the RW and `followerNum` ROs) still need a node: those the
+/// status already places on a node (a creation started before and given up, now made
+/// again) need none.
+pub fn instances_to_place(cr: &MPDCluster) -> usize {
+    let placed = cr.status.as_ref().map_or(0, |s| {
+        s.db_instance_status
+            .values()
+            .filter(|e| e.ins_type != ins_type::TEMP_RO && !e.node_name.is_empty())
+            .count()
+    });
+    (usize::try_from(cr.spec.follower_num).unwrap_or(0) + 1).saturating_sub(placed)
+}
+
 /// AddRo: how many ROs the spec asks for beyond those the status has.
 pub fn ros_wanted(cr: &MPDCluster) -> usize {
     let have = ids_of(cr, ins_type::RO).len();
@@ -405,6 +418,20 @@ mod tests {
             ..MPDClusterStatus::default()
         });
         cr
+    }
+
+    #[test]
+    fn a_creation_made_again_needs_nodes_only_for_the_instances_not_yet_placed() {
+        let mut cr = cluster("demo", 5432, "pvc", 2);
+        assert_eq!(instances_to_place(&cr), 0, "all three placed");
+        cr.spec.follower_num = 3;
+        assert_eq!(instances_to_place(&cr), 1);
+        cr.status = None;
+        assert_eq!(instances_to_place(&cr), 4, "a new cluster: the RW and three ROs");
+        let mut half = cluster("demo", 5432, "pvc", 2);
+        let entries = &mut half.status.as_mut().unwrap().db_instance_status;
+        entries.get_mut("1002").unwrap().node_name.clear();
+        assert_eq!(instances_to_place(&half), 1, "an RO allocated but never placed");
     }
 
     fn annotate(cr: &mut MPDCluster, key: &str, value: &str) {

@@ -120,7 +120,7 @@ impl ClusterAdmission {
             return Ok(Some(Verdict::Refuse(refusal)));
         }
         let nodes = self.nodes().await?;
-        let new = usize::try_from(cr.spec.follower_num).unwrap_or(0) + 1;
+        let new = rules::instances_to_place(cr);
         Ok(refuse(rules::check_nodes(cr, &all, &nodes, new)))
     }
 

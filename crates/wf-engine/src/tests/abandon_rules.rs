@@ -70,6 +70,33 @@ async fn abandon_cleans_up_closes_the_interrupted_run_clears_the_record_and_sets
 }
 
 #[tokio::test]
+async fn an_abandoned_creation_goes_back_to_init_to_be_created_again() {
+    let b = Script::new([Act::Interrupt("NO_AVAILABLE_NODE", "no node"), Act::Done]);
+    let cleanup = CleanupScript::default();
+    let h = harness()
+        .flow("F", &["B"])
+        .step("B", &b)
+        .state(State::CREATING)
+        .on_abandon(&cleanup)
+        .build();
+    h.workflow()
+        .await
+        .run("F", JsonMap::new(), &token())
+        .await
+        .unwrap();
+    assert_eq!(h.state(), State::INTERRUPT);
+    assert_eq!(
+        h.annotation("interrupt.previous.status").as_deref(),
+        Some("Creating")
+    );
+    annotate(&h, "interrupt.abandon", "T");
+    let done = h.manager.check_abandon(&h.resource).await.unwrap();
+    assert_eq!(done, Some((vec![1], State::INIT)));
+    assert_eq!(h.state(), State::INIT);
+    assert_eq!(*cleanup.cleaned.lock().unwrap(), [(1, "F".to_owned())]);
+}
+
+#[tokio::test]
 async fn after_an_abandon_the_next_entry_starts_a_new_run_instead_of_resuming_the_old_one() {
     let (h, b, _) = interrupted().await;
     annotate(&h, "interrupt.abandon", "true");
