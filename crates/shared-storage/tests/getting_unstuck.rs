@@ -299,6 +299,11 @@ fn abandon_of_a_creation_is_refused_naming_delete_which_then_removes_it() {
         "{}",
         text(&out)
     );
+    assert!(
+        !stdout(&out).contains("abandon demo") && stdout(&out).contains("delete demo"),
+        "a creation is not offered to be abandoned: {}",
+        text(&out)
+    );
     let out = op(&state, &["abandon", "demo"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -105,6 +105,7 @@ mod tests {
         let interrupted = Settled::Interrupted {
             reason: "NO_AVAILABLE_NODE".into(),
             message: String::new(),
+            creation: false,
         };
         let all = [Settled::Running, interrupted, Settled::Gone];
         assert_eq!(worst(all.iter().map(of_settled)).code(), 1);

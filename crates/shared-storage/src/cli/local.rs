@@ -154,7 +154,11 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
     for (key, settled) in results {
         match settled {
             Settled::Running => out.line(format_args!("{key}: Running")),
-            Settled::Interrupted { reason, message } => {
+            Settled::Interrupted {
+                reason,
+                message,
+                creation,
+            } => {
                 out.line(format_args!("{key}: Interrupt: {reason}: {message}"));
                 out.line(format_args!(
                     "  to recover: shared-storage-operator recover {} --namespace {} --state-dir {}  (then run `local` again)",
@@ -162,12 +166,14 @@ fn report(global: &GlobalArgs, results: &BTreeMap<ResourceKey, Settled>) -> u8 {
                     key.namespace,
                     global.state_dir.display()
                 ));
-                out.line(format_args!(
-                    "  to give the run up: shared-storage-operator abandon {} --namespace {} --state-dir {}  (then run `local` again)",
-                    key.name,
-                    key.namespace,
-                    global.state_dir.display()
-                ));
+                if !creation {
+                    out.line(format_args!(
+                        "  to give the run up: shared-storage-operator abandon {} --namespace {} --state-dir {}  (then run `local` again)",
+                        key.name,
+                        key.namespace,
+                        global.state_dir.display()
+                    ));
+                }
                 out.line(format_args!(
                     "  to remove it instead: shared-storage-operator delete {} --namespace {} --state-dir {}",
                     key.name,

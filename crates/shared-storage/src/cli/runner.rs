@@ -25,6 +25,9 @@ pub enum Settled {
         reason: String,
         /// `interrupt.message`.
         message: String,
+        /// The interrupted flow was the creation (`interrupt.previous.status` is
+        /// `Creating`): it can be recovered or the cluster deleted, not abandoned.
+        creation: bool,
     },
     /// A request was refused before a flow started: the refusal on its `Ready` condition.
     Refused {
@@ -88,6 +91,9 @@ pub async fn settle_one(
                 message: fresh
                     .annotation(annotations::INTERRUPT_MESSAGE)
                     .unwrap_or_default(),
+                creation: fresh
+                    .annotation(annotations::INTERRUPT_PREVIOUS_STATUS)
+                    .is_some_and(|s| s.is_empty() || s == "Creating"),
             },
             (None, other) => Settled::Other(other.to_owned()),
         },

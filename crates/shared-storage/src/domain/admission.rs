@@ -427,11 +427,19 @@ mod tests {
         cr.spec.follower_num = 3;
         assert_eq!(instances_to_place(&cr), 1);
         cr.status = None;
-        assert_eq!(instances_to_place(&cr), 4, "a new cluster: the RW and three ROs");
+        assert_eq!(
+            instances_to_place(&cr),
+            4,
+            "a new cluster: the RW and three ROs"
+        );
         let mut half = cluster("demo", 5432, "pvc", 2);
         let entries = &mut half.status.as_mut().unwrap().db_instance_status;
         entries.get_mut("1002").unwrap().node_name.clear();
-        assert_eq!(instances_to_place(&half), 1, "an RO allocated but never placed");
+        assert_eq!(
+            instances_to_place(&half),
+            1,
+            "an RO allocated but never placed"
+        );
     }
 
     fn annotate(cr: &mut MPDCluster, key: &str, value: &str) {
