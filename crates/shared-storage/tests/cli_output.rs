@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use shared_storage::crd::MPDCluster;
 
 mod local_binary;
-use local_binary::{bin, example, occupy_engine_port, op, stdout, text};
+use local_binary::{bin, example, op, stdout, text};
 
 fn local(state: &Path, files: &[&Path], extra: &[&str]) -> Output {
     let mut args: Vec<&str> = vec!["local"];
@@ -28,18 +28,15 @@ fn sample(dir: &Path) -> PathBuf {
     state
 }
 
-/// Creates the sample in `state`, then lets something that is no MPDCluster take engine
-/// port 5432 on node-4, the one node the sample leaves free; returns the sample with
-/// `followerNum: 3`. The admission lets the third RO in (it sees only MPDClusters), and
-/// AddRo interrupts `NO_AVAILABLE_NODE` when it places the pod.
-fn too_big(dir: &Path, state: &Path) -> PathBuf {
+/// Creates the sample in `state` and returns `examples/stuck-add-ro.yaml`: the sample with
+/// `followerNum: 3` and the local-only request that something that is no MPDCluster takes
+/// engine port 5432 on node-4, the one node the sample leaves free. The admission lets the
+/// third RO in (it sees only MPDClusters), and AddRo interrupts `NO_AVAILABLE_NODE` when it
+/// places the pod.
+fn too_big(state: &Path) -> PathBuf {
     let out = local(state, &[&example("mpdcluster.yaml")], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    occupy_engine_port(state, "node-4", 5432);
-    let sample = std::fs::read_to_string(example("mpdcluster.yaml")).unwrap();
-    let file = dir.join("too-big.yaml");
-    std::fs::write(&file, sample.replace("followerNum: 2", "followerNum: 3")).unwrap();
-    file
+    example("stuck-add-ro.yaml")
 }
 
 /// A second cluster `second` that fits beside the sample: its own volume, engine port 5433.
@@ -107,7 +104,7 @@ fn column(header: &[String], name: &str) -> usize {
 fn workflows_of_an_interrupted_run_shows_its_reason_and_duration() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
+    let out = local(&state, &[&too_big(&state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
     let out = op(&state, &["workflows", "demo"]);
@@ -338,7 +335,7 @@ fn delete_releases_the_storage_and_removes_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // A cluster that can never fit: recover cannot help, delete removes it.
-    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
+    let out = local(&state, &[&too_big(&state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         stdout(&out).contains("to remove it instead: shared-storage-operator delete demo"),
@@ -642,7 +639,7 @@ fn a_step_failure_is_printed_once() {
     // An interrupt: the failed step's line carries the error, the interrupt line does not
     // repeat it, and the summary gives the reason.
     let state = dir.path().join("interrupted");
-    let out = local(&state, &[&too_big(dir.path(), &state)], &[]);
+    let out = local(&state, &[&too_big(&state)], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let printed = stdout(&out);
     let flow_lines = printed
@@ -655,7 +652,7 @@ fn a_step_failure_is_printed_once() {
 
     // With -v the engine's log goes to stderr.
     let state = dir.path().join("verbose");
-    let out = local(&state, &[&too_big(dir.path(), &state)], &["-v"]);
+    let out = local(&state, &[&too_big(&state)], &["-v"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("WARN"),

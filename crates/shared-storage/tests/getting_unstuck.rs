@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use shared_storage::crd::{InstanceStatus, MPDCluster};
 
 mod local_binary;
-use local_binary::{bin, example, occupy_engine_port, op, stdout, text};
+use local_binary::{bin, example, op, stdout, text};
+use shared_storage::local::sim_requests::OCCUPY_PORT;
 
 fn local(state: &Path, file: &Path) -> Output {
     op(state, &["local", file.to_str().unwrap()])
@@ -115,11 +116,18 @@ fn a_stuck_add_ro_is_abandoned_and_the_next_restart_ends_running_without_temp_le
     let state = dir.path().join("state");
     created(&state);
 
-    // Something that is no MPDCluster holds the engine port on the one free node: the
-    // admission (which knows the MPDClusters) lets a third RO in, and AddRo interrupts with
-    // NO_AVAILABLE_NODE when it places the pod.
-    occupy_engine_port(&state, "node-4", 5432);
-    let out = local(&state, &variant(dir.path(), "mpdcluster.yaml", 3, &[]));
+    // Something that is no MPDCluster holds the engine port on the one free node (the
+    // simulator's local-only request): the admission (which knows the MPDClusters) lets a
+    // third RO in, and AddRo interrupts with NO_AVAILABLE_NODE when it places the pod.
+    let out = local(
+        &state,
+        &variant(
+            dir.path(),
+            "mpdcluster.yaml",
+            3,
+            &[(OCCUPY_PORT, "node-4:5432")],
+        ),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout(&out).contains("NO_AVAILABLE_NODE"), "{}", text(&out));
     assert!(
